@@ -1,0 +1,112 @@
+"""tyk-aks: Tyk Gateway OSS with shared API storage, Redis and the ingress controller, one stack per environment.
+
+Thin on purpose: validate the stack config, compose the components, export what operators need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.cluster import KubernetesCluster, KubernetesClusterArgs
+from components.controller import IngressController, IngressControllerArgs
+from components.gateway import TykGateway, TykGatewayArgs
+from components.redis import Redis, RedisArgs
+from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
+from components.storage import SharedStorage, SharedStorageArgs
+from tyk_gateway.loader import declare_definitions
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def secret_or_generated(config: pulumi.Config, key: str, length: int) -> pulumi.Output[str]:
+    """The stack's secret `key` when set, else a generated one (kept in state, encrypted like any secret)."""
+    value = config.get_secret(key)
+    if value is not None:
+        return value
+    return random.RandomPassword(key, length=length, special=False).result
+
+
+def main() -> None:
+    config = pulumi.Config()
+    settings = parse_settings(raw_stack_config())  # raises ConfigError before any resource is declared
+    missing = [key for key in sorted(required_secrets(settings)) if config.get_secret(key) is None]
+    if missing:
+        raise ConfigError(
+            "invalid stack configuration:\n"
+            + "\n".join(
+                f"  tyk-aks:{key} = (missing): needed by apiManagement; run `pulumi config set --secret {key} ...`"
+                for key in missing
+            )
+        )
+    labels = {"app.kubernetes.io/part-of": "tyk-aks", "app.kubernetes.io/managed-by": "pulumi"}
+
+    cluster = KubernetesCluster("cluster", KubernetesClusterArgs(settings=settings.cluster))
+    in_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+
+    namespace = k8s.core.v1.Namespace(
+        "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels), opts=in_cluster
+    )
+    namespace_name = namespace.metadata["name"]
+
+    api_secret = secret_or_generated(config, "apiSecret", length=40)
+    redis_password = secret_or_generated(config, "redisPassword", length=32)
+
+    storage = SharedStorage(
+        "storage", SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels), opts=in_cluster
+    )
+    redis = Redis(
+        "redis",
+        RedisArgs(namespace=namespace_name, settings=settings.redis, password=redis_password, labels=labels),
+        opts=in_cluster,
+    )
+    gateway = TykGateway(
+        "gateway",
+        TykGatewayArgs(
+            namespace=namespace_name,
+            settings=settings.gateway,
+            api_secret=api_secret,
+            redis_addrs=redis.addrs,
+            redis_password_secret_name=redis.password_secret_name,
+            redis_password_secret_key=redis.password_secret_key,
+            claim_names=dict(storage.claim_names),
+            labels=labels,
+            sharding_tags=IngressController.gateway_tags(settings.controller),
+        ),
+        opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[storage, redis]),
+    )
+
+    if settings.controller.enabled:
+        IngressController(
+            "ingress-controller",
+            IngressControllerArgs(
+                namespace=namespace_name,
+                settings=settings.controller,
+                gateway_control_url=gateway.control_api_url,
+                api_secret_name=gateway.api_secret_name,
+            ),
+            opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),
+        )
+
+    if settings.api_management.enabled:
+        definitions = declare_definitions(
+            PROJECT_DIR / settings.api_management.definitions_dir,
+            gateway_url=settings.api_management.gateway_url,
+            opts=pulumi.ResourceOptions(depends_on=[gateway]),
+        )
+        pulumi.export("api_ids", definitions.api_ids)
+        pulumi.export("policy_ids", definitions.policy_ids)
+
+    pulumi.export("namespace", namespace_name)
+    pulumi.export("gateway_url", gateway.public_url)
+    pulumi.export("control_api_url", gateway.control_api_url)
+    pulumi.export("gateway_replicas", settings.gateway.replicas)
+    pulumi.export("shared_claims", storage.claim_names)
+    if cluster.kubeconfig is not None:
+        pulumi.export("kubeconfig", cluster.kubeconfig)
+
+
+main()

@@ -1,0 +1,210 @@
+"""The Tyk gateways: a Helm release of the `tyk-oss` chart wired to the shared volumes, Redis and the API secret.
+
+Every value key below was checked against TykTechnologies/tyk-charts (`tyk-oss/values.yaml`,
+`components/tyk-gateway/values.yaml` and the rendered `deployment-gw-repset.yaml`): the chart ignores keys it
+doesn't know, so a misspelt key is a silent bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.settings import GatewaySettings, Resources
+from components.storage import GATEWAY_FOLDERS
+
+RELEASE_NAME = "tyk-gateway"
+# The sub-chart's fullname is the release name when that contains the chart name ("tyk-gateway"), which makes
+# every object name below predictable.
+FULLNAME = RELEASE_NAME
+DEPLOYMENT_NAME = f"gateway-{FULLNAME}"
+PROXY_SERVICE_NAME = f"gateway-svc-{FULLNAME}"
+CONTROL_SERVICE_NAME = f"gateway-control-svc-{FULLNAME}"
+POD_LABELS = {"app": DEPLOYMENT_NAME, "release": RELEASE_NAME}
+PROXY_PORT = 8080
+API_SECRET_KEY = "APISecret"  # the key the chart reads from `global.secrets.useSecretName`
+API_SECRET_NAME = "tyk-gateway-api-secret"
+
+
+@dataclass
+class TykGatewayArgs:
+    namespace: pulumi.Input[str]
+    settings: GatewaySettings
+    api_secret: pulumi.Input[str]
+    """The gateway's admin secret (`secret` and `node_secret` in tyk.conf); a Pulumi secret."""
+    redis_addrs: pulumi.Input[list[str]]
+    redis_password_secret_name: pulumi.Input[str]
+    redis_password_secret_key: str
+    claim_names: dict[str, pulumi.Input[str]]
+    """PersistentVolumeClaim per folder of GATEWAY_FOLDERS."""
+    labels: dict[str, str]
+    sharding_tags: list[str] = field(default_factory=list)
+    """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
+
+
+def _resources(resources: Resources | None) -> dict[str, Any]:
+    if resources is None:
+        return {}
+    return {
+        kind: {k: v for k, v in getattr(resources, kind).model_dump().items() if v is not None}
+        for kind in ("requests", "limits")
+        if any(v is not None for v in getattr(resources, kind).model_dump().values())
+    }
+
+
+def _topology_spread(settings: GatewaySettings) -> list[dict[str, Any]]:
+    # Prefer distinct nodes always; distinct zones when asked. ScheduleAnyway: a full zone must not stop a rollout.
+    keys = ["kubernetes.io/hostname"] + (["topology.kubernetes.io/zone"] if settings.spread_across_zones else [])
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(POD_LABELS)},
+        }
+        for key in keys
+    ]
+
+
+def gateway_values(
+    settings: GatewaySettings,
+    *,
+    redis_addrs: list[str],
+    redis_secret_name: str,
+    redis_secret_key: str,
+    api_secret_name: str,
+    claim_names: dict[str, str],
+    sharding_tags: list[str],
+) -> dict[str, Any]:
+    """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
+    ingress = settings.ingress
+    gateway: dict[str, Any] = {
+        "replicaCount": settings.replicas,
+        "hostName": settings.hostnames[0],
+        "image": {"tag": settings.image_tag},
+        # The control API (/tyk/*) gets its own port and ClusterIP service; the proxy port and its ingress
+        # never serve it (TYK_GW_CONTROLAPIPORT moves /tyk/* and /hello off the listen port).
+        "control": {
+            "enabled": True,
+            "containerPort": settings.control_port,
+            "port": settings.control_port,
+            "type": "ClusterIP",
+        },
+        "service": {"type": settings.service_type},
+        "ingress": {
+            "enabled": ingress.enabled,
+            "className": ingress.class_name,
+            "annotations": dict(ingress.annotations),
+            "hosts": [{"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]} for host in settings.hostnames],
+            "tls": (
+                [{"secretName": ingress.tls_secret_name, "hosts": list(settings.hostnames)}]
+                if ingress.tls_secret_name
+                else []
+            ),
+        },
+        # The chart keeps /mnt/tyk-gateway on an emptyDir; these mounts put the three folders on the shared
+        # ReadWriteMany claims so every replica loads the same API definitions and policies.
+        "extraVolumes": [
+            {"name": f"tyk-{folder}", "persistentVolumeClaim": {"claimName": claim_names[folder]}}
+            for folder in GATEWAY_FOLDERS
+        ],
+        "extraVolumeMounts": [
+            {"name": f"tyk-{folder}", "mountPath": path} for folder, path in GATEWAY_FOLDERS.items()
+        ],
+        "topologySpreadConstraints": _topology_spread(settings),
+        "log": {"level": settings.log_level, "format": "json"},
+    }
+    resources = _resources(settings.resources)
+    if resources:
+        gateway["resources"] = resources
+    if settings.pdb_min_available is not None:
+        gateway["pdb"] = {"enabled": True, "minAvailable": settings.pdb_min_available}
+    if sharding_tags:
+        gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
+    return {
+        "global": {
+            "secrets": {"useSecretName": api_secret_name},
+            "redis": {
+                "addrs": list(redis_addrs),
+                "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
+            },
+            # TLS terminates at the ingress; the pods speak plain HTTP inside the cluster.
+            "tls": {"gateway": False},
+        },
+        # The umbrella chart would otherwise create a `tyk-operator-conf` Secret for an operator we don't run.
+        "operatorSecret": {"enabled": False},
+        "tyk-gateway": {"gateway": gateway},
+    }
+
+
+class TykGateway(pulumi.ComponentResource):
+    """The API-secret Secret and the `tyk-oss` release."""
+
+    control_api_url: pulumi.Output[str]
+    """In-cluster URL of the control API (/tyk/*), e.g. http://gateway-control-svc-tyk-gateway.tyk.svc:9696."""
+    public_url: pulumi.Output[str]
+    """The first hostname, as clients reach the gateway through the ingress."""
+    api_secret_name: pulumi.Output[str]
+    """Secret (key `APISecret`) holding the admin secret, for other in-cluster clients."""
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: TykGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tyk-aks:index:TykGateway", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        api_secret = k8s.core.v1.Secret(
+            f"{name}-api-secret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=API_SECRET_NAME, namespace=args.namespace, labels=args.labels),
+            type="Opaque",
+            string_data={API_SECRET_KEY: pulumi.Output.secret(args.api_secret)},
+            opts=child,
+        )
+        self.api_secret_name = api_secret.metadata["name"]
+
+        folders = list(GATEWAY_FOLDERS)
+        values = pulumi.Output.all(
+            args.redis_addrs,
+            args.redis_password_secret_name,
+            self.api_secret_name,
+            *[args.claim_names[folder] for folder in folders],
+        ).apply(
+            lambda parts: gateway_values(
+                settings,
+                redis_addrs=parts[0],
+                redis_secret_name=parts[1],
+                redis_secret_key=args.redis_password_secret_key,
+                api_secret_name=parts[2],
+                claim_names=dict(zip(folders, parts[3:], strict=True)),
+                sharding_tags=args.sharding_tags,
+            )
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=RELEASE_NAME,
+            chart="tyk-oss",
+            version=settings.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=settings.chart_repo),
+            namespace=args.namespace,
+            values=values,
+            max_history=10,
+            # Wait for every replica to be ready (the default); a rollout that can't mount its share fails here.
+            timeout=900,
+            opts=child,
+        )
+        namespace = pulumi.Output.from_input(args.namespace)
+        self.control_api_url = pulumi.Output.all(self.release.name, namespace).apply(
+            lambda parts: f"http://{CONTROL_SERVICE_NAME}.{parts[1]}.svc:{settings.control_port}"
+        )
+        scheme = "https" if settings.ingress.tls_secret_name else "http"
+        self.public_url = self.release.name.apply(lambda _: f"{scheme}://{settings.hostnames[0]}/")
+        self.register_outputs(
+            {
+                "control_api_url": self.control_api_url,
+                "public_url": self.public_url,
+                "api_secret_name": self.api_secret_name,
+            }
+        )

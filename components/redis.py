@@ -1,0 +1,108 @@
+"""Redis for the gateways (keys, rate limits, the reload pub/sub channel), as a Helm release of Bitnami's chart.
+
+The password lives in a Kubernetes Secret created here and is handed to both charts by name, so no secret ever
+sits inside Helm values (a secret there would make Pulumi treat the whole values map as one secret and hide every
+value change from previews).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.settings import RedisSettings
+
+PASSWORD_KEY = "redis-password"  # the key Bitnami's chart reads with auth.existingSecret
+RELEASE_NAME = "tyk-redis"
+
+
+@dataclass
+class RedisArgs:
+    namespace: pulumi.Input[str]
+    settings: RedisSettings
+    password: pulumi.Input[str]
+    """A Pulumi secret."""
+    labels: dict[str, str]
+
+
+def redis_values(settings: RedisSettings, password_secret_name: str) -> dict[str, Any]:
+    """Values for the Bitnami Redis chart (keys checked against bitnami/charts `bitnami/redis/values.yaml`)."""
+    values: dict[str, Any] = {
+        "architecture": settings.architecture,
+        "auth": {
+            "enabled": True,
+            "existingSecret": password_secret_name,
+            "existingSecretPasswordKey": PASSWORD_KEY,
+        },
+        "master": {"persistence": {"size": settings.persistence_size}},
+    }
+    if settings.storage_class_name:
+        values["master"]["persistence"]["storageClass"] = settings.storage_class_name
+    if settings.architecture == "replication":
+        values["replica"] = {"replicaCount": 2, "persistence": {"size": settings.persistence_size}}
+    image = {
+        key: value
+        for key, value in (("repository", settings.image_repository), ("tag", settings.image_tag))
+        if value
+    }
+    if image:
+        values["image"] = image
+    return values
+
+
+class Redis(pulumi.ComponentResource):
+    """The password Secret and the Redis release (or only the address of an existing Redis)."""
+
+    addrs: pulumi.Output[list[str]]
+    """host:port list for the gateway's `global.redis.addrs`."""
+    password_secret_name: pulumi.Output[str]
+    password_secret_key: str = PASSWORD_KEY
+
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("tyk-aks:index:Redis", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        if not settings.enabled:
+            # An existing Redis: its password Secret (key `redis-password`) must already exist, or is made here.
+            self.addrs = pulumi.Output.from_input(settings.addrs)
+            if settings.password_secret_name:
+                self.password_secret_name = pulumi.Output.from_input(settings.password_secret_name)
+            else:
+                self.password_secret_name = self._password_secret(name, args, child)
+            self.register_outputs({"addrs": self.addrs, "password_secret_name": self.password_secret_name})
+            return
+
+        secret_name = self._password_secret(name, args, child)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=RELEASE_NAME,
+            chart=settings.chart,
+            version=settings.chart_version,
+            namespace=args.namespace,
+            values=secret_name.apply(lambda secret: redis_values(settings, secret)),
+            max_history=10,
+            timeout=600,
+            opts=child,
+        )
+        # `<fullname>-master` is the chart's service for the (only) writable node, in both architectures.
+        self.addrs = pulumi.Output.all(self.release.name, args.namespace).apply(
+            lambda parts: [f"{parts[0]}-master.{parts[1]}.svc.cluster.local:6379"]
+        )
+        self.password_secret_name = secret_name
+        self.register_outputs({"addrs": self.addrs, "password_secret_name": self.password_secret_name})
+
+    def _password_secret(
+        self, name: str, args: RedisArgs, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        secret = k8s.core.v1.Secret(
+            f"{name}-password",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="tyk-redis-password", namespace=args.namespace, labels=args.labels),
+            type="Opaque",
+            string_data={PASSWORD_KEY: pulumi.Output.secret(args.password)},
+            opts=child,
+        )
+        return secret.metadata["name"]

@@ -1,0 +1,368 @@
+"""The stack configuration, as one pydantic model validated before any resource is declared.
+
+Every `tyk-aks:<key>` in `Pulumi.<stack>.yaml` maps to one field of `StackSettings` (structured keys are YAML
+objects, which Pulumi hands over as JSON strings). Unknown keys are errors, so a typo never becomes a silently
+ignored setting. Secrets (`apiSecret`, `redisPassword`) are not part of the model: they stay Pulumi secrets
+and are read by `__main__` with `Config.get_secret`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "tyk-aks"
+SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"^(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})+$")
+_DNS_1123_LABEL = re.compile(rf"^{_DNS_LABEL}$")
+_DNS_1123_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+# Kubernetes resource.Quantity, the forms people write (no exponent notation).
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; the message names each bad `tyk-aks:` key and value."""
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not _DNS_NAME.match(value):
+        raise ValueError(f"{value!r} is not a DNS name (lowercase labels separated by dots, e.g. api.example.com)")
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_1123_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes object name (DNS-1123 subdomain)")
+    return value
+
+
+def quantity_value(quantity: str) -> float:
+    """The numeric value of a Kubernetes quantity ("100Gi" -> 107374182400.0)."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 1Gi, 500Mi, 250m, 2)")
+    suffix = match["suffix"] or ""
+    factor = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
+    return float(match["number"]) * factor
+
+
+def _quantity(value: str) -> str:
+    quantity_value(value)
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+ObjectName = Annotated[str, AfterValidator(_dns_subdomain)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+class Model(BaseModel):
+    """Base for every settings model: camelCase keys in YAML, snake_case in Python, no unknown keys."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+    )
+
+
+# --- storage -------------------------------------------------------------------------------------------------
+
+
+AccessMode = Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany"]
+AzureFilesSku = Literal[
+    "Standard_LRS", "Standard_GRS", "Standard_ZRS", "Standard_RAGRS", "Standard_RAGZRS", "Premium_LRS", "Premium_ZRS"
+]
+
+
+class VolumeSizes(Model):
+    apps: Quantity = "1Gi"
+    policies: Quantity = "1Gi"
+    middleware: Quantity = "1Gi"
+
+
+class StorageSettings(Model):
+    """Shared volumes for /mnt/tyk-gateway/{apps,policies,middleware}."""
+
+    create_storage_class: bool = True
+    """Create an Azure Files StorageClass; false uses `storageClassName` as it exists in the cluster."""
+    storage_class_name: ObjectName = "tyk-gateway-files"
+    sku_name: AzureFilesSku = "Standard_LRS"
+    access_mode: AccessMode = "ReadWriteMany"
+    sizes: VolumeSizes = VolumeSizes()
+    mount_uid: int = Field(default=65532, ge=0)
+    """The gateway image's non-root user (distroless `nonroot`); SMB mounts ignore fsGroup, so it goes in options."""
+    mount_gid: int = Field(default=2000, ge=0)
+    """The chart's pod `fsGroup`; files are group-writable for it."""
+
+    @model_validator(mode="after")
+    def _premium_minimum(self) -> StorageSettings:
+        if self.create_storage_class and self.sku_name.startswith("Premium"):
+            for name in ("apps", "policies", "middleware"):
+                size = getattr(self.sizes, name)
+                if quantity_value(size) < 100 * 2**30:
+                    raise ValueError(
+                        f"sizes.{name} = {size!r}: premium Azure file shares have a 100Gi minimum"
+                    )
+        return self
+
+
+# --- redis ---------------------------------------------------------------------------------------------------
+
+
+class RedisSettings(Model):
+    """Redis as a Helm release of the Bitnami chart (or an existing Redis, when `enabled` is false)."""
+
+    enabled: bool = True
+    chart: str = "oci://registry-1.docker.io/bitnamicharts/redis"
+    chart_version: str = "19.3.0"
+    image_repository: str | None = "bitnamilegacy/redis"
+    """Bitnami moved versioned tags off `bitnami/*` in 2025; the legacy repository still serves them."""
+    image_tag: str | None = "7.2.4-debian-12-r13"
+    architecture: Literal["standalone", "replication"] = "standalone"
+    persistence_size: Quantity = "1Gi"
+    storage_class_name: ObjectName | None = None
+    """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
+    addrs: list[str] = []
+    """Only with `enabled: false`: existing Redis addresses (host:port) the gateway connects to."""
+    password_secret_name: ObjectName | None = None
+    """Only with `enabled: false`: existing Secret holding the Redis password under key `redis-password`."""
+
+    @model_validator(mode="after")
+    def _external_needs_address(self) -> RedisSettings:
+        if not self.enabled and not self.addrs:
+            raise ValueError("addrs = []: with enabled false, name the existing Redis (host:port)")
+        return self
+
+
+# --- gateway -------------------------------------------------------------------------------------------------
+
+
+class ResourceList(Model):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(Model):
+    requests: ResourceList = ResourceList()
+    limits: ResourceList = ResourceList()
+
+
+class IngressSettings(Model):
+    enabled: bool = True
+    class_name: str = "webapprouting.kubernetes.azure.com"
+    """AKS's application routing add-on; `nginx` for ingress-nginx on kind/minikube."""
+    annotations: dict[str, str] = {}
+    tls_secret_name: ObjectName | None = None
+    """A TLS Secret (e.g. from cert-manager) for the hostnames; None serves plain HTTP."""
+
+
+class GatewaySettings(Model):
+    chart_repo: str = "https://helm.tyk.io/public/helm/charts/"
+    chart_version: str = "5.3.0"
+    image_tag: str = "v5.13.1"
+    replicas: int = Field(default=1, ge=1, le=100)
+    hostnames: list[Hostname] = Field(min_length=1)
+    ingress: IngressSettings = IngressSettings()
+    control_port: int = Field(default=9696, ge=1024, le=65535)
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    resources: Resources | None = None
+    pdb_min_available: int | None = Field(default=None, ge=1)
+    """A PodDisruptionBudget keeping this many gateways up during node drains (None: no PDB)."""
+    spread_across_zones: bool = False
+    """Topology spread of replicas over zones as well as nodes (nodes are always preferred to be distinct)."""
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _pdb_leaves_room(self) -> GatewaySettings:
+        if self.pdb_min_available is not None and self.pdb_min_available >= self.replicas:
+            raise ValueError(
+                f"pdbMinAvailable = {self.pdb_min_available}: must be below replicas ({self.replicas}), "
+                "or no node could ever be drained"
+            )
+        return self
+
+
+# --- ingress controller and webhook (tyk-k8s) ----------------------------------------------------------------
+
+
+class WebhookSettings(Model):
+    enabled: bool = True
+    failure_policy: Literal["Ignore", "Fail"] = "Ignore"
+    """Ignore by default: an unreachable injector must not block every Deployment rollout in the cluster."""
+    timeout_seconds: int = Field(default=5, ge=1, le=30)
+    cert_validity_hours: int = Field(default=8760, ge=24)
+
+
+class ControllerSettings(Model):
+    enabled: bool = False
+    image: str = "tykio/tyk-k8s"
+    tag: str = "0.7.1"
+    org_id: str = "default"
+    ingress_class: str = "tyk"
+    resources: Resources | None = None
+    webhook: WebhookSettings = WebhookSettings()
+
+
+# --- cluster -------------------------------------------------------------------------------------------------
+
+
+class AksSettings(Model):
+    location: str = "westeurope"
+    resource_group_name: str = "tyk-aks"
+    cluster_name: str = "tyk-aks"
+    kubernetes_version: str | None = None
+    """None lets AKS pick its default version."""
+    vm_size: str = "Standard_D2s_v5"
+    min_count: int = Field(default=2, ge=1)
+    max_count: int = Field(default=4, ge=1)
+    zones: list[str] = []
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AksSettings:
+        if self.max_count < self.min_count:
+            raise ValueError(f"maxCount = {self.max_count}: must be at least minCount ({self.min_count})")
+        return self
+
+
+class ClusterSettings(Model):
+    mode: Literal["existing", "aks"] = "existing"
+    kubeconfig: str | None = None
+    """Path to a kubeconfig for `existing`; None uses $KUBECONFIG / ~/.kube/config as kubectl does."""
+    context: str | None = None
+    aks: AksSettings | None = None
+
+    @model_validator(mode="after")
+    def _aks_settings(self) -> ClusterSettings:
+        if self.mode == "aks" and self.aks is None:
+            return self.model_copy(update={"aks": AksSettings()})
+        return self
+
+
+# --- API definitions managed by the dynamic provider ---------------------------------------------------------
+
+
+class ApiManagementSettings(Model):
+    enabled: bool = False
+    gateway_url: str = "http://localhost:9696"
+    """Control-API URL reachable from where `pulumi up` runs (a port-forward, a VPN, an internal ingress)."""
+    definitions_dir: str = "definitions"
+    """Folder (relative to the project) with apis/ and policies/ subfolders, one object per file."""
+
+    @model_validator(mode="after")
+    def _url(self) -> ApiManagementSettings:
+        if not re.match(r"^https?://[^\s/]+", self.gateway_url):
+            raise ValueError(f"gatewayUrl = {self.gateway_url!r}: must be an http(s) URL")
+        return self
+
+
+# --- the whole stack -----------------------------------------------------------------------------------------
+
+
+class StackSettings(Model):
+    namespace: DnsLabel = "tyk"
+    cluster: ClusterSettings = ClusterSettings()
+    storage: StorageSettings = StorageSettings()
+    redis: RedisSettings = RedisSettings()
+    gateway: GatewaySettings
+    controller: ControllerSettings = ControllerSettings()
+    api_management: ApiManagementSettings = ApiManagementSettings()
+
+    @model_validator(mode="after")
+    def _shared_volume_reaches_every_replica(self) -> StackSettings:
+        if self.gateway.replicas > 1 and self.storage.access_mode != "ReadWriteMany":
+            raise ValueError(
+                f"storage.accessMode = {self.storage.access_mode!r}: {self.gateway.replicas} gateway replicas "
+                "on several nodes need ReadWriteMany (Azure Files); a ReadWriteOnce disk attaches to one node"
+            )
+        return self
+
+
+_RELATIVE_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9_.]*) = (?P<value>.+?): (?P<reason>.+)$", re.DOTALL)
+
+
+def _format_errors(error: ValidationError, raw: Mapping[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        path = [str(part) for part in item["loc"]]
+        key = f"{PROJECT}:{'.'.join(path)}" if path else PROJECT
+        value: Any = raw
+        for part in item["loc"]:
+            try:
+                value = value[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                value = item.get("input")
+                break
+        message = str(item["msg"]).removeprefix("Value error, ")
+        shown = "(missing)" if item["type"] == "missing" else repr(value)
+        # Cross-field validators name the offending sub-key themselves ("sizes.apps = '1Gi': ..."): use it.
+        relative = _RELATIVE_KEY.match(message)
+        if relative:
+            key = f"{key}.{relative['key']}" if path else f"{PROJECT}:{relative['key']}"
+            shown, message = relative["value"], relative["reason"]
+        lines.append(f"  {key} = {shown}: {message}")
+    return "invalid stack configuration:\n" + "\n".join(lines)
+
+
+def parse_settings(raw_config: Mapping[str, str]) -> StackSettings:
+    """Validate raw stack config (`{"tyk-aks:gateway": "<json>", ...}`, as Pulumi stores it).
+
+    Raises ConfigError naming every bad key and value. Secret keys are ignored here.
+    """
+    document: dict[str, Any] = {}
+    unknown = []
+    fields = {field.alias or name for name, field in StackSettings.model_fields.items()}
+    for full_key, text in raw_config.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT or key in SECRET_KEYS:
+            continue
+        if key not in fields:
+            unknown.append(f"  {full_key}: unknown key (known: {', '.join(sorted(fields | SECRET_KEYS))})")
+            continue
+        try:
+            document[key] = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            document[key] = text  # plain strings such as `namespace: tyk`
+    if unknown:
+        raise ConfigError("invalid stack configuration:\n" + "\n".join(unknown))
+    try:
+        return StackSettings.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, document)) from None
+
+
+def required_secrets(settings: StackSettings) -> set[str]:
+    """Secret keys the stack must set itself (the others are generated with pulumi-random when absent).
+
+    The dynamic provider reads `apiSecret` from stack config in its own process, where a generated value can't
+    reach it, so managing API definitions needs it set.
+    """
+    return {"apiSecret"} if settings.api_management.enabled else set()
+
+
+def raw_stack_config() -> dict[str, str]:
+    """Every config value the Pulumi engine handed to this program, as strings keyed `namespace:key`."""
+    from pulumi.runtime import config as runtime_config
+
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}

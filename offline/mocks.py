@@ -1,0 +1,176 @@
+"""Pulumi unit-test mocks that record every registration, for the offline plan and the test suite.
+
+`pulumi.runtime.Mocks` only sees a resource's type, name and inputs; the recording monitor also keeps the
+parent, the explicit dependencies and the options the engine would receive, so tests can assert ordering
+(e.g. the gateway release waits for its volumes) and the plan can print a tree.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+# What the Pulumi wire protocol puts around a secret value (rpc._special_sig_key / _special_secret_sig).
+SECRET_SIG_KEY = rpc._special_sig_key
+SECRET_SIG = rpc._special_secret_sig
+
+StateFunction = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
+
+
+@dataclass
+class RecordedResource:
+    """One resource registration as the engine would have received it."""
+
+    type: str
+    name: str
+    urn: str
+    parent_urn: str
+    custom: bool
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    provider: str
+    options: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """`type::name`, unique within a stack for our naming scheme."""
+        return f"{self.type}::{self.name}"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret wrapper removed (for assertions on what a resource really receives)."""
+    if is_secret(value):
+        return reveal(value.get("value"))
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def mask(value: Any, placeholder: str = "[secret]") -> Any:
+    """The value with every secret replaced by a placeholder (for printing plans)."""
+    if is_secret(value):
+        return placeholder
+    if isinstance(value, dict):
+        return {k: mask(v, placeholder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, placeholder) for v in value]
+    return value
+
+
+def _azure_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # Azure auto-names resources; the mock must return `name` or dependants lose their inputs (see notes).
+    state = dict(args.inputs)
+    state.setdefault("name", args.inputs.get("resourceName") or args.inputs.get("resourceGroupName") or args.name)
+    return state
+
+
+def _release_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    state["status"] = {
+        "name": args.inputs.get("name", args.name),
+        "namespace": args.inputs.get("namespace", "default"),
+        "status": "deployed",
+        "chart": args.inputs.get("chart"),
+        "version": args.inputs.get("version"),
+        "revision": 1,
+    }
+    return state
+
+
+def _random_password_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    length = int(args.inputs.get("length", 32))
+    state["result"] = ("offline-" + args.name + "-" + "x" * length)[:length]
+    return state
+
+
+# Per-type output functions; anything else echoes its inputs back as state, which is what the engine does for
+# the fields we read (names, namespaces). Extended by other modules with `register_state_function`.
+STATE_FUNCTIONS: dict[str, StateFunction] = {
+    "kubernetes:helm.sh/v3:Release": _release_state,
+    "random:index/randomPassword:RandomPassword": _random_password_state,
+}
+
+
+def register_state_function(type_token: str, function: StateFunction) -> None:
+    STATE_FUNCTIONS[type_token] = function
+
+
+class OfflineMocks(pulumi.runtime.Mocks):
+    """Realistic-enough outputs for every resource type the program declares."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        function = STATE_FUNCTIONS.get(args.typ)
+        if function is None and args.typ.startswith("azure-native:"):
+            function = _azure_state
+        state = function(args) if function else dict(args.inputs)
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
+            kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]}
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that also records parents, dependencies, options and stack outputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._stack_urn = ""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self._stack_urn = response.urn
+            return response
+        registration = self.resources[response.urn]
+        self.recorded.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent_urn=request.parent,
+                custom=bool(request.custom),
+                inputs=rpc_inputs(request),
+                dependencies=list(request.dependencies),
+                provider=request.provider,
+                options={
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                    "protect": request.protect,
+                    "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                },
+                outputs=dict(registration.state),
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if request.urn == self._stack_urn:
+            pulumi_mocks._ensure_event_loop()
+            self.stack_outputs.update(rpc.deserialize_properties(request.outputs, keep_unknowns=True))
+        return super().RegisterResourceOutputs(request)
+
+
+def rpc_inputs(request: Any) -> dict[str, Any]:
+    """The inputs of a registration with secrets kept wrapped (so they can be masked or asserted on)."""
+    pulumi_mocks._ensure_event_loop()
+    return dict(rpc.deserialize_properties(request.object, keep_unknowns=True))

@@ -1,0 +1,216 @@
+"""Run the Pulumi program for one stack file under Pulumi's mocks and print what `pulumi up` would declare.
+
+No cluster, cloud account or Pulumi CLI is needed: the engine is replaced by `offline.mocks`, which records every
+registration. Secrets are masked; an encrypted (`secure:`) value, which can't be decrypted without the stack's
+secrets provider, is replaced by a placeholder secret, as is `apiSecret` when the stack manages API
+definitions and doesn't set it.
+
+    python -m offline.plan dev                # tree of resources with their inputs
+    python -m offline.plan prod --json        # the same as JSON (input of `python -m offline.diff`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import runpy
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc
+
+from components.settings import PROJECT, ConfigError, parse_settings, required_secrets
+from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, mask
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PLACEHOLDER_PREFIX = "offline-placeholder-"
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def find(self, type_: str, name: str | None = None) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_ and (name is None or r.name == name)]
+
+    def one(self, type_: str, name: str | None = None) -> RecordedResource:
+        found = self.find(type_, name)
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in found]}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan with secrets masked: what the offline diff compares."""
+        urn_keys = {r.urn: r.key for r in self.resources}
+        return {
+            "stack": self.stack,
+            "resources": {
+                r.key: {
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": urn_keys.get(r.parent_urn),
+                    "dependsOn": sorted(urn_keys.get(u, u) for u in r.dependencies),
+                    "inputs": _integral_floats_as_ints(mask(_without_provider_blob(r.inputs))),
+                }
+                for r in self.resources
+            },
+            "outputs": _integral_floats_as_ints(mask(self.outputs)),
+            "notes": self.notes,
+        }
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    # The wire format (protobuf Struct) carries every number as a double; 2.0 replicas reads badly in a plan.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
+
+
+def _without_provider_blob(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    # A dynamic resource's pickled provider is an implementation detail; it is always a secret blob.
+    return {k: v for k, v in inputs.items() if k != "__provider"}
+
+
+def read_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str], list[str]]:
+    """Config of `Pulumi.<stack>.yaml` as Pulumi hands it to a program: strings, objects as JSON.
+
+    Returns (config, secret keys, notes).
+    """
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise SystemExit(f"no stack file {path.name} (stacks here: {', '.join(known)})")
+    document = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    notes: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[full_key] = PLACEHOLDER_PREFIX + full_key.split(":", 1)[1]
+            secret_keys.append(full_key)
+            notes.append(f"{full_key} is encrypted in {path.name}; the offline plan uses a placeholder")
+        elif isinstance(value, dict | list):
+            config[full_key] = json.dumps(value)
+        else:
+            config[full_key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys, notes
+
+
+def run_program(
+    stack: str,
+    config: Mapping[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    project_dir: Path = PROJECT_DIR,
+    monitor: RecordingMonitor | None = None,
+    placeholder_secrets: bool = True,
+) -> Plan:
+    """Run `__main__.py` under mocks with the stack file's config (or the given config) and record everything."""
+    notes: list[str] = []
+    if config is None:
+        config, secret_keys, notes = read_stack_config(stack, project_dir)
+    config = dict(config)
+    secret_keys = list(secret_keys or [])
+    try:
+        needed = required_secrets(parse_settings(config)) if placeholder_secrets else set()
+    except ConfigError:
+        needed = set()  # the program itself reports the bad config, before declaring anything
+    for key in sorted(needed):
+        full_key = f"{PROJECT}:{key}"
+        if full_key not in config:
+            config[full_key] = PLACEHOLDER_PREFIX + key
+            secret_keys.append(full_key)
+            notes.append(f"{full_key} is not set (`pulumi config set --secret {key}`); the offline plan uses a placeholder")
+
+    monitor = monitor or RecordingMonitor(OfflineMocks())
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    program = project_dir / "__main__.py"
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+
+    outputs: dict[str, Any] = {}
+
+    async def collect_outputs() -> None:
+        # The mocks never finish the root stack, so its exports are read here, keeping secrets wrapped.
+        root = pulumi.runtime.get_root_resource()
+        for name, value in getattr(root, "outputs", {}).items():
+            output = pulumi.Output.from_input(value)
+            resolved = await output.future(with_unknowns=True)
+            outputs[name] = rpc.wrap_rpc_secret(resolved) if await output.is_secret() else resolved
+
+    @pulumi.runtime.test
+    def run() -> Any:
+        runpy.run_path(str(program), run_name="__pulumi_program__")
+        return asyncio.ensure_future(collect_outputs())
+
+    run()
+    return Plan(stack=stack, resources=list(monitor.recorded), outputs=outputs, notes=notes)
+
+
+def _render_value(value: Any, indent: str) -> list[str]:
+    text = yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=110).rstrip("\n")
+    return [indent + line for line in text.splitlines()]
+
+
+def render_tree(plan: Plan) -> str:
+    """The resource tree, children under their component, each with its inputs (secrets masked)."""
+    data = plan.to_json()
+    children: dict[str | None, list[str]] = {}
+    for key, resource in data["resources"].items():
+        children.setdefault(resource["parent"], []).append(key)
+    lines = [f"Stack {PROJECT}/{plan.stack}: {len(data['resources'])} resources (offline plan, secrets masked)"]
+    lines += [f"  note: {note}" for note in plan.notes]
+
+    def walk(key: str, depth: int) -> None:
+        resource = data["resources"][key]
+        indent = "  " * depth
+        lines.append(f"{indent}+ {resource['type']}  {resource['name']}")
+        if resource["dependsOn"]:
+            lines.append(f"{indent}    dependsOn: {', '.join(resource['dependsOn'])}")
+        inputs = resource["inputs"]
+        if inputs and not resource["type"].startswith("tyk-aks:"):  # components have no inputs worth printing
+            lines.extend(_render_value(inputs, indent + "    "))
+        for child in children.get(key, []):
+            walk(child, depth + 1)
+
+    for root in children.get(None, []):
+        walk(root, 1)
+    lines.append("Outputs:")
+    lines.extend(_render_value(data["outputs"], "    ") if data["outputs"] else ["    (none)"])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offline.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = parser.parse_args(argv)
+    try:
+        plan = run_program(args.stack)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(plan.to_json(), indent=2, sort_keys=True) if args.json else render_tree(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

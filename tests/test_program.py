@@ -1,0 +1,226 @@
+"""The whole program under Pulumi's mocks, per stack file: the exact inputs the engine would receive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.gateway import API_SECRET_KEY, CONTROL_SERVICE_NAME, POD_LABELS
+from components.settings import parse_settings
+from offline.mocks import RecordedResource, is_secret, mask, reveal
+from offline.plan import PLACEHOLDER_PREFIX, Plan, read_stack_config
+from tests.conftest import STACKS, stack_plan
+from tests.k8s_schema import is_kubernetes_object, validate
+
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+FOLDERS = {"apps": "/mnt/tyk-gateway/apps", "policies": "/mnt/tyk-gateway/policies", "middleware": "/mnt/tyk-gateway/middleware"}
+
+
+def gateway_values(plan: Plan) -> dict[str, Any]:
+    release = plan.one(RELEASE, "gateway-release")
+    assert not is_secret(release.inputs["values"]), "a secret inside values would hide every value diff"
+    values: dict[str, Any] = release.inputs["values"]
+    return values
+
+
+def claims(plan: Plan) -> dict[str, RecordedResource]:
+    return {r.inputs["metadata"]["name"].removeprefix("tyk-gateway-"): r for r in plan.find(PVC)}
+
+
+# --- dev -----------------------------------------------------------------------------------------------------
+
+
+def test_dev_shared_volumes_are_three_rwx_azure_files_claims() -> None:
+    plan = stack_plan("dev")
+    storage_class = plan.one(STORAGE_CLASS)
+    assert storage_class.inputs["metadata"]["name"] == "tyk-gateway-files"
+    assert storage_class.inputs["provisioner"] == "file.csi.azure.com"
+    assert storage_class.inputs["parameters"] == {"skuName": "Standard_LRS"}
+    assert {"uid=65532", "gid=2000", "dir_mode=0775", "file_mode=0664"} <= set(storage_class.inputs["mountOptions"])
+    assert storage_class.inputs["reclaimPolicy"] == "Retain"
+
+    found = claims(plan)
+    assert sorted(found) == ["apps", "middleware", "policies"]
+    for claim in found.values():
+        assert claim.inputs["metadata"]["namespace"] == "tyk"
+        assert claim.inputs["spec"] == {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "tyk-gateway-files",
+            "resources": {"requests": {"storage": "1Gi"}},
+        }
+        assert storage_class.urn in claim.dependencies
+
+
+def test_dev_gateway_release_values() -> None:
+    plan = stack_plan("dev")
+    release = plan.one(RELEASE, "gateway-release")
+    assert release.inputs["chart"] == "tyk-oss"
+    assert release.inputs["version"] == "5.3.0"
+    assert release.inputs["repositoryOpts"] == {"repo": "https://helm.tyk.io/public/helm/charts/"}
+    assert release.inputs["name"] == "tyk-gateway"
+    assert release.inputs["namespace"] == "tyk"
+
+    values = gateway_values(plan)
+    gateway = values["tyk-gateway"]["gateway"]
+    assert gateway["replicaCount"] == 2
+    assert gateway["control"] == {"enabled": True, "containerPort": 9696, "port": 9696, "type": "ClusterIP"}
+    assert gateway["ingress"]["enabled"] is True
+    assert gateway["ingress"]["className"] == "webapprouting.kubernetes.azure.com"
+    assert gateway["ingress"]["hosts"] == [{"host": "api.dev.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}]
+    assert gateway["ingress"]["tls"] == []
+    assert "pdb" not in gateway and "resources" not in gateway
+    assert gateway["log"]["level"] == "debug"
+    # Shared folders: each claim mounted at its folder.
+    volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in gateway["extraVolumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in gateway["extraVolumeMounts"]}
+    assert {mounts[name]: claim for name, claim in volumes.items()} == {
+        path: f"tyk-gateway-{folder}" for folder, path in FOLDERS.items()
+    }
+
+
+def test_dev_gateway_reads_secrets_by_name_only() -> None:
+    plan = stack_plan("dev")
+    values = gateway_values(plan)
+    api_secret = plan.one(SECRET, "gateway-api-secret")
+    redis_secret = plan.one(SECRET, "redis-password")
+    assert values["global"]["secrets"] == {"useSecretName": api_secret.inputs["metadata"]["name"]}
+    assert values["global"]["redis"]["passSecret"] == {
+        "name": redis_secret.inputs["metadata"]["name"],
+        "keyName": "redis-password",
+    }
+    assert values["global"]["redis"]["addrs"] == ["tyk-redis-master.tyk.svc.cluster.local:6379"]
+    assert is_secret(api_secret.inputs["stringData"])
+    assert list(reveal(api_secret.inputs["stringData"])) == [API_SECRET_KEY]
+    assert is_secret(redis_secret.inputs["stringData"])
+
+
+def test_dev_redis_release_uses_the_password_secret() -> None:
+    plan = stack_plan("dev")
+    release = plan.one(RELEASE, "redis-release")
+    assert release.inputs["chart"] == "oci://registry-1.docker.io/bitnamicharts/redis"
+    assert release.inputs["name"] == "tyk-redis"
+    values = release.inputs["values"]
+    assert not is_secret(values)
+    assert values["auth"] == {
+        "enabled": True,
+        "existingSecret": "tyk-redis-password",
+        "existingSecretPasswordKey": "redis-password",
+    }
+    assert values["architecture"] == "standalone"
+    assert values["master"]["persistence"]["size"] == "1Gi"
+
+
+def test_gateway_release_waits_for_volumes_redis_and_secret() -> None:
+    plan = stack_plan("dev")
+    release = plan.one(RELEASE, "gateway-release")
+    needed = [c.urn for c in claims(plan).values()]
+    needed += [plan.one(RELEASE, "redis-release").urn, plan.one(SECRET, "gateway-api-secret").urn]
+    assert set(needed) <= set(release.dependencies)
+
+
+# --- prod ----------------------------------------------------------------------------------------------------
+
+
+def test_prod_gateway_is_spread_guarded_and_sized() -> None:
+    plan = stack_plan("prod")
+    gateway = gateway_values(plan)["tyk-gateway"]["gateway"]
+    assert gateway["replicaCount"] == 3
+    assert gateway["pdb"] == {"enabled": True, "minAvailable": 2}
+    assert gateway["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    }
+    spread = {c["topologyKey"]: c for c in gateway["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["labelSelector"] == {"matchLabels": POD_LABELS}
+        assert constraint["maxSkew"] == 1
+    assert [h["host"] for h in gateway["ingress"]["hosts"]] == ["api.example.com", "api.example.net"]
+    assert gateway["ingress"]["tls"] == [
+        {"secretName": "api-example-tls", "hosts": ["api.example.com", "api.example.net"]}
+    ]
+
+
+def test_prod_storage_is_premium_zone_redundant_and_large_enough() -> None:
+    plan = stack_plan("prod")
+    assert plan.one(STORAGE_CLASS).inputs["parameters"] == {"skuName": "Premium_ZRS"}
+    for claim in claims(plan).values():
+        assert claim.inputs["spec"]["resources"] == {"requests": {"storage": "100Gi"}}
+        assert claim.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_prod_redis_replicates() -> None:
+    values = stack_plan("prod").one(RELEASE, "redis-release").inputs["values"]
+    assert values["architecture"] == "replication"
+    assert values["replica"]["replicaCount"] == 2
+
+
+# --- every stack ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_replicas_and_hostnames_follow_the_stack_file(stack: str) -> None:
+    config, _, _ = read_stack_config(stack)
+    settings = parse_settings(config)
+    gateway = gateway_values(stack_plan(stack))["tyk-gateway"]["gateway"]
+    assert gateway["replicaCount"] == settings.gateway.replicas
+    assert [h["host"] for h in gateway["ingress"]["hosts"]] == settings.gateway.hostnames
+    assert gateway["hostName"] == settings.gateway.hostnames[0]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_kubernetes_object_validates_against_the_schema(stack: str) -> None:
+    objects = [r for r in stack_plan(stack).resources if is_kubernetes_object(r)]
+    assert objects
+    for resource in objects:
+        validate(resource)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_kubernetes_resource_uses_the_explicit_provider(stack: str) -> None:
+    plan = stack_plan(stack)
+    [provider] = plan.find("pulumi:providers:kubernetes")
+    for resource in plan.resources:
+        if resource.custom and resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(provider.urn + "::"), resource.key
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_secret_value_appears_in_plaintext(stack: str) -> None:
+    plan = stack_plan(stack)
+    secrets = _secret_values(plan)
+    assert secrets, "the plan should know at least the API secret and the Redis password"
+    shown = json.dumps(plan.to_json())  # every input and output, secrets masked
+    for value in secrets:
+        assert value not in shown
+    for resource in plan.resources:
+        if resource.type == "kubernetes:core/v1:ConfigMap":
+            assert not any(value in json.dumps(reveal(resource.inputs)) for value in secrets), resource.key
+        # Secret values may only travel inside secret wrappers.
+        assert not any(value in json.dumps(mask(resource.inputs)) for value in secrets), resource.key
+
+
+def _secret_values(plan: Plan) -> set[str]:
+    values = {
+        r.outputs["result"] for r in plan.find("random:index/randomPassword:RandomPassword") if r.outputs.get("result")
+    }
+    values |= {PLACEHOLDER_PREFIX + key for key in ("apiSecret", "redisPassword")}
+    for secret in plan.find(SECRET):
+        for value in (reveal(secret.inputs.get("stringData")) or {}).values():
+            values.add(value)
+    return {v for v in values if isinstance(v, str) and len(v) >= 8}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_exports_name_the_gateway(stack: str) -> None:
+    plan = stack_plan(stack)
+    assert plan.outputs["control_api_url"] == f"http://{CONTROL_SERVICE_NAME}.tyk.svc:9696"
+    config, _, _ = read_stack_config(stack)
+    settings = parse_settings(config)
+    scheme = "https" if settings.gateway.ingress.tls_secret_name else "http"
+    assert plan.outputs["gateway_url"] == f"{scheme}://{settings.gateway.hostnames[0]}/"
