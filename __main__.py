@@ -10,14 +10,14 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from components.controller import IngressController, IngressControllerArgs
+from tyk_gateway.loader import declare_definitions
 
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
-from components.controller import IngressController, IngressControllerArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
 from components.storage import SharedStorage, SharedStorageArgs
-from tyk_gateway.loader import declare_definitions
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -48,7 +48,9 @@ def main() -> None:
     in_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
     namespace = k8s.core.v1.Namespace(
-        "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels), opts=in_cluster
+        "namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
+        opts=in_cluster,
     )
     namespace_name = namespace.metadata["name"]
 
@@ -56,7 +58,9 @@ def main() -> None:
     redis_password = secret_or_generated(config, "redisPassword", length=32)
 
     storage = SharedStorage(
-        "storage", SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels), opts=in_cluster
+        "storage",
+        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels),
+        opts=in_cluster,
     )
     redis = Redis(
         "redis",

@@ -57,7 +57,9 @@ def _resources(resources: Resources | None) -> dict[str, Any]:
 
 def _topology_spread(settings: GatewaySettings) -> list[dict[str, Any]]:
     # Prefer distinct nodes always; distinct zones when asked. ScheduleAnyway: a full zone must not stop a rollout.
-    keys = ["kubernetes.io/hostname"] + (["topology.kubernetes.io/zone"] if settings.spread_across_zones else [])
+    keys = ["kubernetes.io/hostname"] + (
+        ["topology.kubernetes.io/zone"] if settings.spread_across_zones else []
+    )
     return [
         {
             "maxSkew": 1,
@@ -98,7 +100,9 @@ def gateway_values(
             "enabled": ingress.enabled,
             "className": ingress.class_name,
             "annotations": dict(ingress.annotations),
-            "hosts": [{"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]} for host in settings.hostnames],
+            "hosts": [
+                {"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]} for host in settings.hostnames
+            ],
             "tls": (
                 [{"secretName": ingress.tls_secret_name, "hosts": list(settings.hostnames)}]
                 if ingress.tls_secret_name
@@ -158,7 +162,9 @@ class TykGateway(pulumi.ComponentResource):
 
         api_secret = k8s.core.v1.Secret(
             f"{name}-api-secret",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=API_SECRET_NAME, namespace=args.namespace, labels=args.labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=API_SECRET_NAME, namespace=args.namespace, labels=args.labels
+            ),
             type="Opaque",
             string_data={API_SECRET_KEY: pulumi.Output.secret(args.api_secret)},
             opts=child,

@@ -100,7 +100,9 @@ class Redis(pulumi.ComponentResource):
     ) -> pulumi.Output[str]:
         secret = k8s.core.v1.Secret(
             f"{name}-password",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="tyk-redis-password", namespace=args.namespace, labels=args.labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="tyk-redis-password", namespace=args.namespace, labels=args.labels
+            ),
             type="Opaque",
             string_data={PASSWORD_KEY: pulumi.Output.secret(args.password)},
             opts=child,

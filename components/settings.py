@@ -42,7 +42,9 @@ class ConfigError(ValueError):
 
 def _hostname(value: str) -> str:
     if len(value) > 253 or not _DNS_NAME.match(value):
-        raise ValueError(f"{value!r} is not a DNS name (lowercase labels separated by dots, e.g. api.example.com)")
+        raise ValueError(
+            f"{value!r} is not a DNS name (lowercase labels separated by dots, e.g. api.example.com)"
+        )
     return value
 
 
@@ -92,7 +94,13 @@ class Model(BaseModel):
 
 AccessMode = Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany"]
 AzureFilesSku = Literal[
-    "Standard_LRS", "Standard_GRS", "Standard_ZRS", "Standard_RAGRS", "Standard_RAGZRS", "Premium_LRS", "Premium_ZRS"
+    "Standard_LRS",
+    "Standard_GRS",
+    "Standard_ZRS",
+    "Standard_RAGRS",
+    "Standard_RAGZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
 ]
 
 
@@ -302,18 +310,12 @@ class StackSettings(Model):
 _RELATIVE_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9_.]*) = (?P<value>.+?): (?P<reason>.+)$", re.DOTALL)
 
 
-def _format_errors(error: ValidationError, raw: Mapping[str, Any]) -> str:
+def _format_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         path = [str(part) for part in item["loc"]]
         key = f"{PROJECT}:{'.'.join(path)}" if path else PROJECT
-        value: Any = raw
-        for part in item["loc"]:
-            try:
-                value = value[part]  # type: ignore[index]
-            except (KeyError, IndexError, TypeError):
-                value = item.get("input")
-                break
+        value = item.get("input")  # pydantic reports the value found at `loc`
         message = str(item["msg"]).removeprefix("Value error, ")
         shown = "(missing)" if item["type"] == "missing" else repr(value)
         # Cross-field validators name the offending sub-key themselves ("sizes.apps = '1Gi': ..."): use it.
@@ -349,7 +351,7 @@ def parse_settings(raw_config: Mapping[str, str]) -> StackSettings:
     try:
         return StackSettings.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(_format_errors(error, document)) from None
+        raise ConfigError(_format_errors(error)) from None
 
 
 def required_secrets(settings: StackSettings) -> set[str]:

@@ -52,7 +52,9 @@ class SharedStorage(pulumi.ComponentResource):
     """Claim name per folder (`apps`, `policies`, `middleware`)."""
     claims: dict[str, k8s.core.v1.PersistentVolumeClaim]
 
-    def __init__(self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("tyk-aks:index:SharedStorage", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
@@ -93,7 +95,7 @@ class SharedStorage(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        self.claim_names = {
-            folder: claim.metadata["name"] for folder, claim in self.claims.items()
-        }
-        self.register_outputs({"storage_class_name": self.storage_class_name, "claim_names": self.claim_names})
+        self.claim_names = {folder: claim.metadata["name"] for folder, claim in self.claims.items()}
+        self.register_outputs(
+            {"storage_class_name": self.storage_class_name, "claim_names": self.claim_names}
+        )

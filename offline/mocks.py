@@ -73,7 +73,9 @@ def mask(value: Any, placeholder: str = "[secret]") -> Any:
 def _azure_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     # Azure auto-names resources; the mock must return `name` or dependants lose their inputs (see notes).
     state = dict(args.inputs)
-    state.setdefault("name", args.inputs.get("resourceName") or args.inputs.get("resourceGroupName") or args.name)
+    state.setdefault(
+        "name", args.inputs.get("resourceName") or args.inputs.get("resourceGroupName") or args.name
+    )
     return state
 
 
@@ -119,11 +121,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
         state = function(args) if function else dict(args.inputs)
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
-            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]}
-        return {}
+            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]}, []
+        return {}, []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -135,7 +137,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.stack_outputs: dict[str, Any] = {}
         self._stack_urn = ""
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self._stack_urn = response.urn
@@ -163,7 +165,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         if request.urn == self._stack_urn:
             pulumi_mocks._ensure_event_loop()
             self.stack_outputs.update(rpc.deserialize_properties(request.outputs, keep_unknowns=True))

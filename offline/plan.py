@@ -87,14 +87,18 @@ def _without_provider_blob(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in inputs.items() if k != "__provider"}
 
 
-def read_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, str], list[str], list[str]]:
+def read_stack_config(
+    stack: str, project_dir: Path = PROJECT_DIR
+) -> tuple[dict[str, str], list[str], list[str]]:
     """Config of `Pulumi.<stack>.yaml` as Pulumi hands it to a program: strings, objects as JSON.
 
     Returns (config, secret keys, notes).
     """
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        known = sorted(
+            p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml")
+        )
         raise SystemExit(f"no stack file {path.name} (stacks here: {', '.join(known)})")
     document = yaml.safe_load(path.read_text()) or {}
     config: dict[str, str] = {}
@@ -136,7 +140,9 @@ def run_program(
         if full_key not in config:
             config[full_key] = PLACEHOLDER_PREFIX + key
             secret_keys.append(full_key)
-            notes.append(f"{full_key} is not set (`pulumi config set --secret {key}`); the offline plan uses a placeholder")
+            notes.append(
+                f"{full_key} is not set (`pulumi config set --secret {key}`); the offline plan uses a placeholder"
+            )
 
     monitor = monitor or RecordingMonitor(OfflineMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
@@ -176,7 +182,9 @@ def render_tree(plan: Plan) -> str:
     children: dict[str | None, list[str]] = {}
     for key, resource in data["resources"].items():
         children.setdefault(resource["parent"], []).append(key)
-    lines = [f"Stack {PROJECT}/{plan.stack}: {len(data['resources'])} resources (offline plan, secrets masked)"]
+    lines = [
+        f"Stack {PROJECT}/{plan.stack}: {len(data['resources'])} resources (offline plan, secrets masked)"
+    ]
     lines += [f"  note: {note}" for note in plan.notes]
 
     def walk(key: str, depth: int) -> None:

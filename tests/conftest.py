@@ -10,7 +10,9 @@ import pytest
 from offline.plan import Plan, run_program
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+STACKS = sorted(
+    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT_DIR.glob("Pulumi.*.yaml")
+)
 
 _plans: dict[str, Plan] = {}
 

@@ -18,7 +18,11 @@ PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
-FOLDERS = {"apps": "/mnt/tyk-gateway/apps", "policies": "/mnt/tyk-gateway/policies", "middleware": "/mnt/tyk-gateway/middleware"}
+FOLDERS = {
+    "apps": "/mnt/tyk-gateway/apps",
+    "policies": "/mnt/tyk-gateway/policies",
+    "middleware": "/mnt/tyk-gateway/middleware",
+}
 
 
 def gateway_values(plan: Plan) -> dict[str, Any]:
@@ -41,7 +45,9 @@ def test_dev_shared_volumes_are_three_rwx_azure_files_claims() -> None:
     assert storage_class.inputs["metadata"]["name"] == "tyk-gateway-files"
     assert storage_class.inputs["provisioner"] == "file.csi.azure.com"
     assert storage_class.inputs["parameters"] == {"skuName": "Standard_LRS"}
-    assert {"uid=65532", "gid=2000", "dir_mode=0775", "file_mode=0664"} <= set(storage_class.inputs["mountOptions"])
+    assert {"uid=65532", "gid=2000", "dir_mode=0775", "file_mode=0664"} <= set(
+        storage_class.inputs["mountOptions"]
+    )
     assert storage_class.inputs["reclaimPolicy"] == "Retain"
 
     found = claims(plan)
@@ -71,7 +77,9 @@ def test_dev_gateway_release_values() -> None:
     assert gateway["control"] == {"enabled": True, "containerPort": 9696, "port": 9696, "type": "ClusterIP"}
     assert gateway["ingress"]["enabled"] is True
     assert gateway["ingress"]["className"] == "webapprouting.kubernetes.azure.com"
-    assert gateway["ingress"]["hosts"] == [{"host": "api.dev.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}]
+    assert gateway["ingress"]["hosts"] == [
+        {"host": "api.dev.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+    ]
     assert gateway["ingress"]["tls"] == []
     assert "pdb" not in gateway and "resources" not in gateway
     assert gateway["log"]["level"] == "debug"
@@ -207,7 +215,9 @@ def test_no_secret_value_appears_in_plaintext(stack: str) -> None:
 
 def _secret_values(plan: Plan) -> set[str]:
     values = {
-        r.outputs["result"] for r in plan.find("random:index/randomPassword:RandomPassword") if r.outputs.get("result")
+        r.outputs["result"]
+        for r in plan.find("random:index/randomPassword:RandomPassword")
+        if r.outputs.get("result")
     }
     values |= {PLACEHOLDER_PREFIX + key for key in ("apiSecret", "redisPassword")}
     for secret in plan.find(SECRET):

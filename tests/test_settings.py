@@ -39,20 +39,53 @@ def test_minimal_config_gets_safe_defaults() -> None:
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        (raw(gateway={**GATEWAY, "replicas": 0}), "tyk-aks:gateway.replicas = 0: Input should be greater than or equal to 1"),
-        (raw(gateway={**GATEWAY, "hostnames": ["api.example.com", "Not A Host"]}), "tyk-aks:gateway.hostnames.1 = 'Not A Host': 'Not A Host' is not a DNS name"),
+        (
+            raw(gateway={**GATEWAY, "replicas": 0}),
+            "tyk-aks:gateway.replicas = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            raw(gateway={**GATEWAY, "hostnames": ["api.example.com", "Not A Host"]}),
+            "tyk-aks:gateway.hostnames.1 = 'Not A Host': 'Not A Host' is not a DNS name",
+        ),
         (raw(gateway={**GATEWAY, "hostnames": []}), "tyk-aks:gateway.hostnames = []"),
-        (raw(storage={"accessMode": "ReadWriteSometimes"}), "tyk-aks:storage.accessMode = 'ReadWriteSometimes'"),
-        (raw(storage={"sizes": {"apps": "1 GB"}}), "tyk-aks:storage.sizes.apps = '1 GB': '1 GB' is not a Kubernetes quantity"),
-        (raw(storage={"skuName": "Premium_LRS"}), "tyk-aks:storage.sizes.apps = '1Gi': premium Azure file shares have a 100Gi minimum"),
-        (raw(storage={"accessMode": "ReadWriteOnce"}), "tyk-aks:storage.accessMode = 'ReadWriteOnce': 2 gateway replicas"),
+        (
+            raw(storage={"accessMode": "ReadWriteSometimes"}),
+            "tyk-aks:storage.accessMode = 'ReadWriteSometimes'",
+        ),
+        (
+            raw(storage={"sizes": {"apps": "1 GB"}}),
+            "tyk-aks:storage.sizes.apps = '1 GB': '1 GB' is not a Kubernetes quantity",
+        ),
+        (
+            raw(storage={"skuName": "Premium_LRS"}),
+            "tyk-aks:storage.sizes.apps = '1Gi': premium Azure file shares have a 100Gi minimum",
+        ),
+        (
+            raw(storage={"accessMode": "ReadWriteOnce"}),
+            "tyk-aks:storage.accessMode = 'ReadWriteOnce': 2 gateway replicas",
+        ),
         (raw(namespace="Tyk_NS"), "tyk-aks:namespace = 'Tyk_NS': 'Tyk_NS' is not a DNS-1123 label"),
-        (raw(gateway={**GATEWAY, "pdbMinAvailable": 2}), "tyk-aks:gateway.pdbMinAvailable = 2: must be below replicas (2)"),
-        (raw(gateway={**GATEWAY, "replica": 3}), "tyk-aks:gateway.replica = 3: Extra inputs are not permitted"),
-        (raw(apiManagement={"enabled": True, "gatewayUrl": "localhost:9696"}), "tyk-aks:apiManagement.gatewayUrl = 'localhost:9696': must be an http(s) URL"),
+        (
+            raw(gateway={**GATEWAY, "pdbMinAvailable": 2}),
+            "tyk-aks:gateway.pdbMinAvailable = 2: must be below replicas (2)",
+        ),
+        (
+            raw(gateway={**GATEWAY, "replica": 3}),
+            "tyk-aks:gateway.replica = 3: Extra inputs are not permitted",
+        ),
+        (
+            raw(apiManagement={"enabled": True, "gatewayUrl": "localhost:9696"}),
+            "tyk-aks:apiManagement.gatewayUrl = 'localhost:9696': must be an http(s) URL",
+        ),
         (raw(redis={"enabled": False}), "tyk-aks:redis.addrs = []: with enabled false"),
-        (raw(cluster={"mode": "aks", "aks": {"minCount": 3, "maxCount": 2}}), "tyk-aks:cluster.aks.maxCount = 2: must be at least minCount (3)"),
-        (raw(controller={"webhook": {"failurePolicy": "Maybe"}}), "tyk-aks:controller.webhook.failurePolicy = 'Maybe'"),
+        (
+            raw(cluster={"mode": "aks", "aks": {"minCount": 3, "maxCount": 2}}),
+            "tyk-aks:cluster.aks.maxCount = 2: must be at least minCount (3)",
+        ),
+        (
+            raw(controller={"webhook": {"failurePolicy": "Maybe"}}),
+            "tyk-aks:controller.webhook.failurePolicy = 'Maybe'",
+        ),
         (raw(gateway=3), "tyk-aks:gateway = 3"),
         ({"tyk-aks:namespace": "tyk"}, "tyk-aks:gateway = (missing): Field required"),
     ],
@@ -78,7 +111,9 @@ def test_secret_keys_and_other_namespaces_are_not_settings() -> None:
     assert isinstance(settings, StackSettings)
 
 
-@pytest.mark.parametrize(("quantity", "value"), [("1Gi", 2**30), ("100Gi", 100 * 2**30), ("500M", 5e8), ("250m", 0.25), ("2", 2)])
+@pytest.mark.parametrize(
+    ("quantity", "value"), [("1Gi", 2**30), ("100Gi", 100 * 2**30), ("500M", 5e8), ("250m", 0.25), ("2", 2)]
+)
 def test_quantity_value(quantity: str, value: float) -> None:
     assert quantity_value(quantity) == value
 
