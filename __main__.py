@@ -101,8 +101,8 @@ def main() -> None:
             gateway_url=settings.api_management.gateway_url,
             opts=pulumi.ResourceOptions(depends_on=[gateway]),
         )
-        pulumi.export("api_ids", definitions.api_ids)
-        pulumi.export("policy_ids", definitions.policy_ids)
+        pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
+        pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})
 
     pulumi.export("namespace", namespace_name)
     pulumi.export("gateway_url", gateway.public_url)
