@@ -10,14 +10,14 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from components.controller import IngressController, IngressControllerArgs
-from tyk_gateway.loader import declare_definitions
 
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
+from components.controller import IngressController, IngressControllerArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
 from components.storage import SharedStorage, SharedStorageArgs
+from tyk_gateway.loader import declare_definitions
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -91,6 +91,8 @@ def main() -> None:
                 settings=settings.controller,
                 gateway_control_url=gateway.control_api_url,
                 api_secret_name=gateway.api_secret_name,
+                watch_namespaces=settings.controller.watch_namespaces,
+                labels=labels,
             ),
             opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),
         )

@@ -216,7 +216,9 @@ class GatewaySettings(Model):
 
 
 class WebhookSettings(Model):
-    enabled: bool = True
+    enabled: bool = False
+    """Off by default: with Gateway OSS the injector can only add the mesh host alias (its sidecar image loads
+    APIs from a Tyk Dashboard), so turn it on knowingly."""
     failure_policy: Literal["Ignore", "Fail"] = "Ignore"
     """Ignore by default: an unreachable injector must not block every Deployment rollout in the cluster."""
     timeout_seconds: int = Field(default=5, ge=1, le=30)
@@ -225,10 +227,16 @@ class WebhookSettings(Model):
 
 class ControllerSettings(Model):
     enabled: bool = False
+    """Off by default: the last upstream image lists `networking.k8s.io/v1beta1` Ingresses, which Kubernetes
+    stopped serving in 1.22, so it never becomes ready on a current cluster. Enable it with an image rebuilt
+    against `networking.k8s.io/v1` (`image`, `tag`)."""
     image: str = "tykio/tyk-k8s"
     tag: str = "0.7.1"
     org_id: str = "default"
-    ingress_class: str = "tyk"
+    ingress_class: Literal["tyk"] = "tyk"
+    """The controller only handles Ingresses annotated `kubernetes.io/ingress.class: tyk` (hard-coded upstream)."""
+    watch_namespaces: list[DnsLabel] = []
+    """Namespaces whose Ingresses (and their TLS Secrets) the controller may read; [] means cluster-wide."""
     resources: Resources | None = None
     webhook: WebhookSettings = WebhookSettings()
 

@@ -124,7 +124,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
-            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]}, []
+            return {
+                "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]
+            }, []
         return {}, []
 
 
@@ -176,3 +178,7 @@ def rpc_inputs(request: Any) -> dict[str, Any]:
     """The inputs of a registration with secrets kept wrapped (so they can be masked or asserted on)."""
     pulumi_mocks._ensure_event_loop()
     return dict(rpc.deserialize_properties(request.object, keep_unknowns=True))
+
+
+# Real keys and certificates for pulumi-tls resources, so tests can check the webhook's chain of trust.
+import offline.tls_outputs  # noqa: E402, F401

@@ -10,7 +10,7 @@ import pytest
 from components.gateway import API_SECRET_KEY, CONTROL_SERVICE_NAME, POD_LABELS
 from components.settings import parse_settings
 from offline.mocks import RecordedResource, is_secret, mask, reveal
-from offline.plan import PLACEHOLDER_PREFIX, Plan, read_stack_config
+from offline.plan import PLACEHOLDER_PREFIX, Plan, read_stack_config, run_program
 from tests.conftest import STACKS, stack_plan
 from tests.k8s_schema import is_kubernetes_object, validate
 
@@ -234,3 +234,33 @@ def test_exports_name_the_gateway(stack: str) -> None:
     settings = parse_settings(config)
     scheme = "https" if settings.gateway.ingress.tls_secret_name else "http"
     assert plan.outputs["gateway_url"] == f"{scheme}://{settings.gateway.hostnames[0]}/"
+
+
+# --- the ingress controller, switched on through stack config ------------------------------------------------
+
+
+def test_controller_is_wired_to_the_gateway_when_enabled() -> None:
+    config, secret_keys, _ = read_stack_config("dev")
+    config["tyk-aks:controller"] = json.dumps({"enabled": True, "webhook": {"enabled": True}})
+    plan = run_program("dev", config=config, secret_keys=secret_keys)
+
+    gateway = gateway_values(plan)["tyk-gateway"]["gateway"]
+    assert gateway["sharding"] == {"enabled": True, "tags": "ingress"}
+    [config_map] = [
+        r for r in plan.find("kubernetes:core/v1:ConfigMap") if "tyk-k8s.yaml" in r.inputs["data"]
+    ]
+    assert f"http://{CONTROL_SERVICE_NAME}.tyk.svc:9696" in config_map.inputs["data"]["tyk-k8s.yaml"]
+    [deployment] = plan.find("kubernetes:apps/v1:Deployment")
+    [component] = plan.find("tyk-aks:index:IngressController")
+    assert plan.one(RELEASE, "gateway-release").urn in component.dependencies
+    assert deployment.parent_urn == component.urn
+    assert plan.find("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+    for resource in plan.resources:
+        if is_kubernetes_object(resource):
+            validate(resource)
+
+
+def test_controller_is_absent_when_disabled() -> None:
+    plan = stack_plan("dev")
+    assert "sharding" not in gateway_values(plan)["tyk-gateway"]["gateway"]
+    assert plan.find("kubernetes:apps/v1:Deployment") == []

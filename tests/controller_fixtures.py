@@ -1,0 +1,231 @@
+"""Helpers for the controller and webhook tests: run the component under the offline mocks, read what it declared.
+
+`build()` runs a small program: a stand-in for the gateway's API-secret Secret (with a known secret value) and the
+`IngressController` wired to it, the way `__main__` wires the real gateway.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+import offline.tls_outputs  # noqa: F401  (real keys and certificates for the pulumi-tls types)
+from components.controller import PROJECT_TEMPLATES_DIR, IngressController, IngressControllerArgs
+from components.settings import ControllerSettings
+from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, is_secret, reveal
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = PROJECT_DIR / "examples"
+NAMESPACE = "tyk"
+CONTROL_URL = "http://gateway-control-svc-tyk-gateway.tyk.svc:9696"
+GATEWAY_SECRET_NAME = "tyk-gateway-api-secret"
+GATEWAY_SECRET_VALUE = "gateway-admin-secret-0f3c9a"
+COMPONENT = "ingress-controller"
+
+
+@dataclass
+class Built:
+    monitor: RecordingMonitor
+    controller: IngressController
+
+    @property
+    def recorded(self) -> list[RecordedResource]:
+        return self.monitor.recorded
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.recorded if r.type == type_]
+
+    def one(self, type_: str) -> RecordedResource:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+        return found[0]
+
+    def kubernetes_objects(self) -> list[RecordedResource]:
+        return [r for r in self.recorded if r.custom and r.type.startswith("kubernetes:")]
+
+    def controller_children(self) -> list[RecordedResource]:
+        """Everything the component declared (the gateway stand-in excluded)."""
+        return [r for r in self.recorded if r.name.startswith(COMPONENT)]
+
+    def config_map(self, name: str) -> dict[str, str]:
+        for resource in self.of_type("kubernetes:core/v1:ConfigMap"):
+            if reveal(resource.inputs)["metadata"]["name"] == name:
+                data: dict[str, str] = reveal(resource.inputs)["data"]
+                return data
+        raise LookupError(name)
+
+    def deployment(self) -> dict[str, Any]:
+        spec: dict[str, Any] = reveal(self.one("kubernetes:apps/v1:Deployment").inputs)
+        return spec
+
+    def container(self) -> dict[str, Any]:
+        [container] = self.deployment()["spec"]["template"]["spec"]["containers"]
+        return dict(container)
+
+
+def build(
+    settings: Mapping[str, Any] | None = None,
+    *,
+    namespace: str = NAMESPACE,
+    watch_namespaces: Sequence[str] = (),
+    templates_dir: Path = PROJECT_TEMPLATES_DIR,
+) -> Built:
+    monitor = RecordingMonitor(OfflineMocks())
+    pulumi.runtime.set_mocks(monitor.mocks, project="tyk-aks", stack="dev", preview=False, monitor=monitor)
+    holder: list[IngressController] = []
+
+    @pulumi.runtime.test
+    def run() -> Any:
+        gateway_secret = k8s.core.v1.Secret(
+            "gateway-api-secret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_SECRET_NAME, namespace=namespace),
+            string_data={"APISecret": pulumi.Output.secret(GATEWAY_SECRET_VALUE)},
+        )
+        controller = IngressController(
+            COMPONENT,
+            IngressControllerArgs(
+                namespace=namespace,
+                settings=ControllerSettings.model_validate({"enabled": True, **(settings or {})}),
+                gateway_control_url=pulumi.Output.from_input(CONTROL_URL),
+                api_secret_name=gateway_secret.metadata.apply(lambda m: m["name"]),
+                watch_namespaces=watch_namespaces,
+                templates_dir=templates_dir,
+            ),
+        )
+        holder.append(controller)
+        return controller.deployment_name
+
+    run()
+    return Built(monitor, holder[0])
+
+
+def secret_strings(value: Any) -> Iterator[str]:
+    """Every string that sits inside a secret wrapper anywhere in `value`."""
+    if is_secret(value):
+        yield from _strings(reveal(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from secret_strings(item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def example_documents() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every YAML document under examples/."""
+    documents = []
+    for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document:
+                documents.append((path.name, document))
+    return documents
+
+
+# --- a tiny Go text/template interpreter: exactly the actions our templates may use --------------------------
+
+_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+
+
+def defined_templates(text: str) -> dict[str, str]:
+    """`{{ define "name" }}body{{ end }}` blocks of a template file, by name."""
+    tokens = _tokens(text)
+    result: dict[str, str] = {}
+    index = 0
+    while index < len(tokens):
+        kind, value = tokens[index]
+        if kind == "action" and value.startswith("define "):
+            name = value.removeprefix("define ").strip().strip('"')
+            end = _matching_end(tokens, index + 1)
+            result[name] = "".join(
+                v if k == "text" else "{{ " + v + " }}" for k, v in tokens[index + 1 : end]
+            )
+            index = end + 1
+        else:
+            index += 1
+    return result
+
+
+def render(body: str, variables: Mapping[str, Any]) -> str:
+    """Render a template body with `{{.Var}}`, `{{ range $i, $e := .Var }}`, `{{ if $i }}` and `{{ $e }}`."""
+    return _render(_tokens(body), dict(variables), {})
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    for match in _ACTION.finditer(text):
+        tokens.append(("text", text[position : match.start()]))
+        tokens.append(("action", match.group(1)))
+        position = match.end()
+    tokens.append(("text", text[position:]))
+    return tokens
+
+
+def _matching_end(tokens: list[tuple[str, str]], start: int) -> int:
+    depth = 0
+    for index in range(start, len(tokens)):
+        kind, value = tokens[index]
+        if kind != "action":
+            continue
+        if value.startswith(("range ", "if ", "define ", "with ")):
+            depth += 1
+        elif value == "end":
+            if depth == 0:
+                return index
+            depth -= 1
+    raise ValueError("unterminated block")
+
+
+def _render(tokens: list[tuple[str, str]], variables: dict[str, Any], scope: dict[str, Any]) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        kind, value = tokens[index]
+        if kind == "text":
+            out.append(value)
+            index += 1
+            continue
+        if value.startswith("range "):
+            match = re.fullmatch(r"range \$(\w+), \$(\w+) := \.(\w+)", value)
+            if not match:
+                raise ValueError(f"unsupported range: {value}")
+            end = _matching_end(tokens, index + 1)
+            for position, item in enumerate(variables.get(match.group(3)) or []):
+                inner = {**scope, match.group(1): position, match.group(2): item}
+                out.append(_render(tokens[index + 1 : end], variables, inner))
+            index = end + 1
+        elif value.startswith("if "):
+            match = re.fullmatch(r"if \$(\w+)", value)
+            if not match:
+                raise ValueError(f"unsupported if: {value}")
+            end = _matching_end(tokens, index + 1)
+            if scope[match.group(1)]:
+                out.append(_render(tokens[index + 1 : end], variables, scope))
+            index = end + 1
+        elif re.fullmatch(r"\.\w+", value):
+            out.append(str(variables[value[1:]]))
+            index += 1
+        elif re.fullmatch(r"\$\w+", value):
+            out.append(str(scope[value[1:]]))
+            index += 1
+        else:
+            raise ValueError(f"unsupported action: {{{{ {value} }}}}")
+    return "".join(out)
