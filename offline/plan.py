@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import re
 import runpy
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,22 @@ from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, mask
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PLACEHOLDER_PREFIX = "offline-placeholder-"
+# Environment variables that would make a plan depend on the machine rather than on the code and the stack
+# file: the Kubernetes SDK copies $KUBECONFIG and PULUMI_K8S_* into provider inputs, and PULUMI_CONFIG*
+# adds config keys.
+MACHINE_ENV = re.compile(r"^(KUBECONFIG|PULUMI_K8S_.*|PULUMI_CONFIG.*|PYTHONPATH)$")
+
+
+@contextlib.contextmanager
+def machine_independent_environment() -> Iterator[dict[str, str]]:
+    """Temporarily drop the variables that leak machine state into a plan; yields the cleaned environment."""
+    removed = {key: value for key, value in os.environ.items() if MACHINE_ENV.match(key)}
+    for key in removed:
+        del os.environ[key]
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.update(removed)
 
 
 @dataclass
@@ -167,7 +186,8 @@ def run_program(
         runpy.run_path(str(program), run_name="__pulumi_program__")
         return asyncio.ensure_future(collect_outputs())
 
-    run()
+    with machine_independent_environment():
+        run()
     return Plan(stack=stack, resources=list(monitor.recorded), outputs=outputs, notes=notes)
 
 

@@ -1,0 +1,320 @@
+"""The GitHub workflows: valid against the vendored workflow schema (offline), and the essentials in place."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from components.gateway import CONTROL_SERVICE_NAME
+from components.settings import parse_settings
+from offline.plan import read_stack_config
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+WORKFLOWS_DIR = PROJECT_DIR / ".github" / "workflows"
+WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml")) + sorted(WORKFLOWS_DIR.glob("*.yaml"))
+STACKS = sorted(
+    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT_DIR.glob("Pulumi.*.yaml")
+)
+
+# Inputs of pulumi/actions v7 (its action.yml, v7.0.0): GitHub ignores a misspelt input with only a warning.
+PULUMI_ACTION_INPUTS = {
+    "command", "stack-name", "pulumi-version", "pulumi-version-file", "work-dir", "comment-on-pr",
+    "comment-on-pr-number", "comment-on-summary", "github-token", "cloud-url", "secrets-provider", "parallel",
+    "message", "config-map", "expect-no-changes", "diff", "replace", "exclude", "exclude-dependents", "target",
+    "target-dependents", "policyPacks", "policyPackConfigs", "refresh", "upsert", "remove", "edit-pr-comment",
+    "color", "exclude-protected", "plan", "suppress-outputs", "suppress-progress", "always-include-summary",
+    "continue-on-error", "log-verbosity", "log-flow", "debug",
+}  # fmt: skip
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+
+
+def load(path: Path) -> dict[str, Any]:
+    document: dict[Any, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return load(WORKFLOWS_DIR / name)
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).split("@")[0] == action]
+
+
+def pulumi_step(job: dict[str, Any]) -> dict[str, Any]:
+    [step] = steps_using(job, "pulumi/actions")
+    return step
+
+
+def deploys_to_azure(stack: str) -> bool:
+    """A stack that needs Azure: it creates an AKS cluster or an Azure Files StorageClass."""
+    config, _, _ = read_stack_config(stack)
+    settings = parse_settings(config)
+    return settings.cluster.mode == "aks" or settings.storage.create_storage_class
+
+
+def all_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (str(k), *all_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in all_strings(v)]
+    return [str(value)] if value is not None else []
+
+
+# --- schema and syntax ---------------------------------------------------------------------------------------
+
+
+def test_there_are_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {"preview.yml", "deploy.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_valid_against_the_github_workflow_schema(path: Path) -> None:
+    # check-jsonschema vendors SchemaStore's github-workflow schema: no network needed.
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_run_scripts_are_valid_bash(path: Path) -> None:
+    for job_id, job in load(path)["jobs"].items():
+        for step in job["steps"]:
+            if "run" not in step:
+                continue
+            script = EXPRESSION.sub("EXPR", step["run"])  # expressions are substituted before bash runs
+            result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
+            assert result.returncode == 0, (
+                f"{path.name} {job_id} / {step.get('name', step['run'][:40])}: {result.stderr}"
+            )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_major_version(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"]), step[
+                    "uses"
+                ]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_expressions_use_known_contexts(path: Path) -> None:
+    known = {
+        "github",
+        "env",
+        "vars",
+        "secrets",
+        "matrix",
+        "needs",
+        "steps",
+        "runner",
+        "job",
+        "strategy",
+        "inputs",
+    }
+    functions = {"format", "contains", "startsWith", "endsWith", "toJSON", "fromJSON", "hashFiles", "join"}
+    functions |= {"success", "failure", "always", "cancelled", "true", "false", "null"}
+    text = path.read_text()
+    for expression in EXPRESSION.findall(text):
+        unquoted = re.sub(r"'[^']*'", "", expression)
+        for word in re.findall(r"(?<![\w.-])([A-Za-z_][\w-]*)", unquoted):
+            assert word in known | functions, f"{path.name}: unknown name {word!r} in ${{{{{expression}}}}}"
+
+
+# --- no secrets inline ---------------------------------------------------------------------------------------
+
+SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSPHRASE|_KEY$|CLIENT_ID|TENANT_ID|SUBSCRIPTION_ID)", re.I
+)
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def _env_and_with(document: dict[str, Any]) -> list[tuple[str, Any]]:
+    pairs = list((document.get("env") or {}).items())
+    for job in document["jobs"].values():
+        pairs += list((job.get("env") or {}).items())
+        for step in job["steps"]:
+            pairs += list((step.get("env") or {}).items()) + list((step.get("with") or {}).items())
+    return pairs
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_secret_values_inline(path: Path) -> None:
+    text = path.read_text()
+    assert not GUID.search(text), "a tenant/client/subscription id belongs in repository variables"
+    assert not re.search(r"pul-[0-9a-f]{20,}", text), "a Pulumi access token"
+    for key, value in _env_and_with(load(path)):
+        if SECRET_NAME.search(key) and key != "ARM_USE_OIDC":
+            assert re.fullmatch(
+                r"\$\{\{\s*(secrets|vars)\.[A-Z0-9_]+\s*\}\}|\$\{\{\s*github\.token\s*\}\}", str(value)
+            ), f"{path.name}: {key} must come from secrets/vars, not be written inline"
+    # Secrets only ever come from the secrets context, and only the Pulumi token is one.
+    assert set(re.findall(r"secrets\.([A-Z0-9_]+)", text)) <= {"PULUMI_ACCESS_TOKEN"}
+
+
+# --- preview.yml ---------------------------------------------------------------------------------------------
+
+
+def test_preview_runs_on_pull_requests() -> None:
+    document = workflow("preview.yml")
+    assert set(document["on"]) == {"pull_request"}
+    assert document["permissions"] == {"contents": "read"}  # least privilege unless a job asks for more
+
+
+def test_preview_matrix_is_every_azure_stack() -> None:
+    job = workflow("preview.yml")["jobs"]["preview"]
+    matrix = job["strategy"]["matrix"]["stack"]
+    assert sorted(matrix) == sorted(s for s in STACKS if deploys_to_azure(s))
+    assert "local" not in matrix  # kind/minikube has no cloud to preview against
+    assert job["strategy"]["fail-fast"] is False  # one stack's failure must not hide the others' previews
+
+
+def test_preview_job_permissions_and_oidc() -> None:
+    job = workflow("preview.yml")["jobs"]["preview"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    env = job["env"]
+    assert env["ARM_USE_OIDC"] == "true"
+    for name, variable in [
+        ("ARM_CLIENT_ID", "AZURE_CLIENT_ID"),
+        ("ARM_TENANT_ID", "AZURE_TENANT_ID"),
+        ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID"),
+    ]:
+        assert env[name] == f"${{{{ vars.{variable} }}}}"
+    assert env["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    # Pull requests from forks get neither secrets nor OIDC tokens: only the offline jobs run for them.
+    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+def test_preview_uses_the_pulumi_action() -> None:
+    job = workflow("preview.yml")["jobs"]["preview"]
+    step = pulumi_step(job)
+    assert step["uses"] == "pulumi/actions@v7"
+    inputs = step["with"]
+    assert inputs["command"] == "preview"
+    assert inputs["comment-on-pr"] is True
+    assert inputs["diff"] is True
+    assert "matrix.stack" in inputs["stack-name"]
+    assert set(inputs) <= PULUMI_ACTION_INPUTS
+
+
+def test_preview_runs_the_offline_checks_first() -> None:
+    jobs = workflow("preview.yml")["jobs"]
+    assert jobs["preview"]["needs"] == "test"
+    assert any(s.get("run", "").strip() == "./run test" for s in jobs["test"]["steps"])
+    # Python first, then the program's dependencies into the virtualenv Pulumi.yaml names, then the action.
+    steps = jobs["preview"]["steps"]
+    uses = [str(s.get("uses", "")).split("@")[0] for s in steps]
+    setup = uses.index("actions/setup-python")
+    install = next(i for i, s in enumerate(steps) if "-r requirements.txt" in s.get("run", ""))
+    assert setup < install < uses.index("pulumi/actions")
+    assert steps[setup]["with"]["python-version"] == "3.11"
+    assert ".venv" in steps[install]["run"]
+    virtualenv = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"]
+    assert virtualenv == ".venv"
+
+
+def test_existing_cluster_stacks_get_a_kubeconfig() -> None:
+    job = workflow("preview.yml")["jobs"]["preview"]
+    existing = [
+        s
+        for s in job["strategy"]["matrix"]["stack"]
+        if parse_settings(read_stack_config(s)[0]).cluster.mode == "existing"
+    ]
+    assert existing == ["dev"]
+    assert "AKS_CLUSTER_{0}" in job["env"]["AKS_CLUSTER"]
+    [login] = steps_using(job, "azure/login")
+    assert login["if"] == "env.AKS_CLUSTER != ''"
+    kubeconfig = next(s for s in job["steps"] if "az aks get-credentials" in s.get("run", ""))
+    assert "KUBECONFIG=" in kubeconfig["run"] and "GITHUB_ENV" in kubeconfig["run"]
+    steps = job["steps"]
+    assert steps.index(login) < steps.index(kubeconfig) < steps.index(pulumi_step(job))
+
+
+def test_offline_plan_diff_job_needs_no_credentials() -> None:
+    job = workflow("preview.yml")["jobs"]["plan-diff"]
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}  # no id-token
+    text = yaml.safe_dump(job)
+    assert "secrets." not in text and "ARM_" not in text and "pulumi/actions" not in text
+    [checkout] = steps_using(job, "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0  # the base commit must be in the clone
+    diff_step = next(s for s in job["steps"] if "diff --base" in s.get("run", ""))
+    assert diff_step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert "./run diff --base" in diff_step["run"] and "--format markdown" in diff_step["run"]
+    assert "GITHUB_STEP_SUMMARY" in diff_step["run"]
+
+
+def test_offline_diff_command_of_the_workflow_works(capsys: pytest.CaptureFixture[str]) -> None:
+    """The arguments the plan-diff job passes are accepted (`./run diff` is `python -m offline.diff`)."""
+    from offline import diff
+
+    run = (PROJECT_DIR / "run").read_text()
+    assert 'exec "$venv/bin/python" -m offline.diff "$@"' in run
+    old, new = diff.sources_from_args(["dev"], "0123abc")
+    assert (old.stack, old.revision, new.stack, new.revision) == ("dev", "0123abc", "dev", None)
+
+
+# --- deploy.yml ----------------------------------------------------------------------------------------------
+
+
+def test_deploy_runs_up_for_dev_on_main() -> None:
+    document = workflow("deploy.yml")
+    assert document["on"]["push"]["branches"] == ["main"]
+    job = document["jobs"]["up"]
+    assert job["needs"] == "test"
+    assert job["environment"] == "dev"
+    assert job["concurrency"]["group"] == "pulumi-up-dev"
+    assert job["concurrency"]["cancel-in-progress"] is False  # never cancel an `up` halfway
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    step = pulumi_step(job)
+    assert step["uses"] == "pulumi/actions@v7"
+    assert step["with"]["command"] == "up"
+    assert job["env"]["STACK"] == "dev"
+    assert "env.STACK" in step["with"]["stack-name"]
+    assert set(step["with"]) <= PULUMI_ACTION_INPUTS
+    env = job["env"]
+    assert env["ARM_USE_OIDC"] == "true"
+    assert {"ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID", "PULUMI_ACCESS_TOKEN"} <= set(env)
+
+
+def test_deploy_port_forward_matches_the_dev_stack() -> None:
+    """apiManagement.gatewayUrl of dev is a port-forward: namespace, service and port must match the program."""
+    job = workflow("deploy.yml")["jobs"]["up"]
+    settings = parse_settings(read_stack_config("dev")[0])
+    assert settings.api_management.enabled
+    url = urlparse(settings.api_management.gateway_url)
+    forward = next(s["run"] for s in job["steps"] if "port-forward" in s.get("run", ""))
+    assert f"--namespace {settings.namespace} " in forward
+    assert f"svc/{CONTROL_SERVICE_NAME} {url.port}:{settings.gateway.control_port}" in forward
+    assert url.hostname == "localhost"
+    steps = job["steps"]
+    assert steps.index(next(s for s in steps if "port-forward" in s.get("run", ""))) < steps.index(
+        pulumi_step(job)
+    )
+
+
+def test_readme_lists_every_setting_the_workflows_read() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    names = set()
+    for path in WORKFLOWS:
+        names |= set(re.findall(r"(?:vars|secrets)\.([A-Z0-9_]+)", path.read_text()))
+    assert names
+    for name in names:
+        assert f"`{name}`" in readme or name in readme, f"README doesn't document {name}"
