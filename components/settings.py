@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tyk_gateway.client import ClientSettings
+
 PROJECT = "tyk-aks"
 SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
 
@@ -106,8 +108,11 @@ AzureFilesSku = Literal[
 
 class VolumeSizes(Model):
     apps: Quantity = "1Gi"
+    """Size of the API-definitions share (/mnt/tyk-gateway/apps)."""
     policies: Quantity = "1Gi"
+    """Size of the policies share (/mnt/tyk-gateway/policies)."""
     middleware: Quantity = "1Gi"
+    """Size of the middleware share (/mnt/tyk-gateway/middleware)."""
 
 
 class StorageSettings(Model):
@@ -116,9 +121,13 @@ class StorageSettings(Model):
     create_storage_class: bool = True
     """Create an Azure Files StorageClass; false uses `storageClassName` as it exists in the cluster."""
     storage_class_name: ObjectName = "tyk-gateway-files"
+    """Name of the class to create, or of the existing class to use."""
     sku_name: AzureFilesSku = "Standard_LRS"
+    """Azure Files SKU; Premium_* shares need at least 100Gi each."""
     access_mode: AccessMode = "ReadWriteMany"
+    """ReadWriteMany for several replicas; ReadWriteOnce only with one replica (e.g. kind's local-path class)."""
     sizes: VolumeSizes = VolumeSizes()
+    """Requested size of each share."""
     mount_uid: int = Field(default=65532, ge=0)
     """The gateway image's non-root user (distroless `nonroot`); SMB mounts ignore fsGroup, so it goes in options."""
     mount_gid: int = Field(default=2000, ge=0)
@@ -143,13 +152,19 @@ class RedisSettings(Model):
     """Redis as a Helm release of the Bitnami chart (or an existing Redis, when `enabled` is false)."""
 
     enabled: bool = True
+    """Install Redis with the program; false connects the gateways to `addrs`."""
     chart: str = "oci://registry-1.docker.io/bitnamicharts/redis"
+    """The Bitnami Redis chart (OCI reference)."""
     chart_version: str = "19.3.0"
+    """Version of the Bitnami Redis chart."""
     image_repository: str | None = "bitnamilegacy/redis"
     """Bitnami moved versioned tags off `bitnami/*` in 2025; the legacy repository still serves them."""
     image_tag: str | None = "7.2.4-debian-12-r13"
+    """Redis image tag; None keeps the chart's default."""
     architecture: Literal["standalone", "replication"] = "standalone"
+    """`replication` adds two read replicas; the gateway writes to the master either way."""
     persistence_size: Quantity = "1Gi"
+    """Size of Redis's data volume."""
     storage_class_name: ObjectName | None = None
     """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
     addrs: list[str] = []
@@ -169,38 +184,54 @@ class RedisSettings(Model):
 
 class ResourceList(Model):
     cpu: Quantity | None = None
+    """CPU quantity (e.g. 500m, 2)."""
     memory: Quantity | None = None
+    """Memory quantity (e.g. 512Mi)."""
 
 
 class Resources(Model):
     requests: ResourceList = ResourceList()
+    """What the scheduler reserves for the pod."""
     limits: ResourceList = ResourceList()
+    """The most the pod may use."""
 
 
 class IngressSettings(Model):
     enabled: bool = True
+    """Create the chart's Ingress for `hostnames`."""
     class_name: str = "webapprouting.kubernetes.azure.com"
     """AKS's application routing add-on; `nginx` for ingress-nginx on kind/minikube."""
     annotations: dict[str, str] = {}
+    """Extra Ingress annotations (e.g. cert-manager's issuer)."""
     tls_secret_name: ObjectName | None = None
     """A TLS Secret (e.g. from cert-manager) for the hostnames; None serves plain HTTP."""
 
 
 class GatewaySettings(Model):
     chart_repo: str = "https://helm.tyk.io/public/helm/charts/"
+    """Helm repository of the `tyk-oss` chart."""
     chart_version: str = "5.3.0"
+    """Version of the `tyk-oss` chart; check new versions with `python -m offline.chart_check`."""
     image_tag: str = "v5.13.1"
+    """Tyk Gateway image tag."""
     replicas: int = Field(default=1, ge=1, le=100)
+    """Number of gateway pods, all sharing the three volumes."""
     hostnames: list[Hostname] = Field(min_length=1)
+    """Public hostnames the ingress routes to the gateway's proxy port; the first is the exported URL."""
     ingress: IngressSettings = IngressSettings()
+    """The ingress in front of the proxy port (never the control API)."""
     control_port: int = Field(default=9696, ge=1024, le=65535)
+    """Port of the control API (/tyk/*), served only by a ClusterIP service."""
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Type of the proxy service; ClusterIP when the ingress is the way in."""
     resources: Resources | None = None
+    """CPU and memory requests/limits of each gateway pod; None sets none."""
     pdb_min_available: int | None = Field(default=None, ge=1)
     """A PodDisruptionBudget keeping this many gateways up during node drains (None: no PDB)."""
     spread_across_zones: bool = False
     """Topology spread of replicas over zones as well as nodes (nodes are always preferred to be distinct)."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+    """Gateway log level (logs are JSON)."""
 
     @model_validator(mode="after")
     def _pdb_leaves_room(self) -> GatewaySettings:
@@ -220,9 +251,11 @@ class WebhookSettings(Model):
     """Off by default: with Gateway OSS the injector can only add the mesh host alias (its sidecar image loads
     APIs from a Tyk Dashboard), so turn it on knowingly."""
     failure_policy: Literal["Ignore", "Fail"] = "Ignore"
-    """Ignore by default: an unreachable injector must not block every Deployment rollout in the cluster."""
+    """Ignore by default: an unreachable injector must not block the creation of every opted-in pod."""
     timeout_seconds: int = Field(default=5, ge=1, le=30)
+    """How long the API server waits for the injector before applying the failure policy."""
     cert_validity_hours: int = Field(default=8760, ge=24)
+    """Validity of the serving certificate; a `pulumi up` in its last quarter renews it."""
 
 
 class ControllerSettings(Model):
@@ -231,14 +264,19 @@ class ControllerSettings(Model):
     stopped serving in 1.22, so it never becomes ready on a current cluster. Enable it with an image rebuilt
     against `networking.k8s.io/v1` (`image`, `tag`)."""
     image: str = "tykio/tyk-k8s"
+    """Controller image repository."""
     tag: str = "0.7.1"
+    """Controller image tag (pin the image you build and test)."""
     org_id: str = "default"
+    """Org id the controller puts on the API definitions it creates."""
     ingress_class: Literal["tyk"] = "tyk"
     """The controller only handles Ingresses annotated `kubernetes.io/ingress.class: tyk` (hard-coded upstream)."""
     watch_namespaces: list[DnsLabel] = []
     """Namespaces whose Ingresses (and their TLS Secrets) the controller may read; [] means cluster-wide."""
     resources: Resources | None = None
+    """CPU and memory requests/limits of the controller pod; None sets none."""
     webhook: WebhookSettings = WebhookSettings()
+    """The sidecar-injector webhook served by the controller."""
 
 
 # --- cluster -------------------------------------------------------------------------------------------------
@@ -246,14 +284,21 @@ class ControllerSettings(Model):
 
 class AksSettings(Model):
     location: str = "westeurope"
+    """Azure region of the resource group and the cluster."""
     resource_group_name: str = "tyk-aks"
+    """Resource group created for the cluster."""
     cluster_name: str = "tyk-aks"
+    """Name of the AKS cluster (also its DNS prefix)."""
     kubernetes_version: str | None = None
     """None lets AKS pick its default version."""
     vm_size: str = "Standard_D2s_v5"
+    """VM size of the system node pool."""
     min_count: int = Field(default=2, ge=1)
+    """Lower bound of the cluster autoscaler."""
     max_count: int = Field(default=4, ge=1)
+    """Upper bound of the cluster autoscaler."""
     zones: list[str] = []
+    """Availability zones of the node pool (e.g. ["1", "2", "3"]); [] for a zonal-agnostic pool."""
 
     @model_validator(mode="after")
     def _bounds(self) -> AksSettings:
@@ -264,10 +309,13 @@ class AksSettings(Model):
 
 class ClusterSettings(Model):
     mode: Literal["existing", "aks"] = "existing"
+    """`existing`: deploy into the cluster of a kubeconfig; `aks`: create an AKS cluster first."""
     kubeconfig: str | None = None
     """Path to a kubeconfig for `existing`; None uses $KUBECONFIG / ~/.kube/config as kubectl does."""
     context: str | None = None
+    """kubeconfig context for `existing`; None uses the current context."""
     aks: AksSettings | None = None
+    """The cluster to create with `mode: aks`."""
 
     @model_validator(mode="after")
     def _aks_settings(self) -> ClusterSettings:
@@ -281,6 +329,7 @@ class ClusterSettings(Model):
 
 class ApiManagementSettings(Model):
     enabled: bool = False
+    """Declare the definitions of `definitionsDir` as TykApi/TykPolicy resources (needs the `apiSecret` secret)."""
     gateway_url: str = "http://localhost:9696"
     """Control-API URL reachable from where `pulumi up` runs (a port-forward, a VPN, an internal ingress)."""
     definitions_dir: str = "definitions"
@@ -298,12 +347,19 @@ class ApiManagementSettings(Model):
 
 class StackSettings(Model):
     namespace: DnsLabel = "tyk"
+    """Namespace of Redis, the gateways and the controller (created by the program)."""
     cluster: ClusterSettings = ClusterSettings()
+    """Where to deploy."""
     storage: StorageSettings = StorageSettings()
     redis: RedisSettings = RedisSettings()
     gateway: GatewaySettings
+    """The Tyk gateways (`tyk-oss` chart)."""
     controller: ControllerSettings = ControllerSettings()
+    """The Tyk Kubernetes ingress controller and its sidecar-injector webhook."""
     api_management: ApiManagementSettings = ApiManagementSettings()
+    """API definitions and policies managed as Pulumi resources through the control API."""
+    gateway_client: ClientSettings = ClientSettings()
+    """Timeouts and retries of the provider's control-API calls (read again by the provider's own process)."""
 
     @model_validator(mode="after")
     def _shared_volume_reaches_every_replica(self) -> StackSettings:

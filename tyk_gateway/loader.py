@@ -1,0 +1,119 @@
+"""Declare Tyk resources from a folder of JSON/YAML files, one object per file.
+
+Layout::
+
+    <directory>/apis/*.json|*.yaml|*.yml       -> one TykApi each
+    <directory>/policies/*.json|*.yaml|*.yml   -> one TykPolicy each (after the folder's APIs)
+
+The resource name is the file stem (``apis/httpbin.yaml`` -> ``TykApi("httpbin")``).
+Every file is read and validated before any resource is declared, so one bad file stops
+the program with an error naming the file and the field, and declares nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from .models import DefinitionError, normalize_api, normalize_policy
+from .resources import TykApi, TykPolicy
+
+SUFFIXES = (".json", ".yaml", ".yml")
+
+
+class DefinitionFileError(ValueError):
+    """A definition file is unreadable or invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class LoadedDefinitions:
+    """Validated, normalised definitions keyed by file stem."""
+
+    apis: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeclaredDefinitions:
+    """The resources declared from a folder, keyed by file stem."""
+
+    apis: dict[str, TykApi]
+    policies: dict[str, TykPolicy]
+
+
+def _parse(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DefinitionFileError(f"{path}: cannot read: {error}") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise DefinitionFileError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
+
+
+def _load_kind(
+    folder: Path, normalize: Callable[[Any], dict[str, Any]], id_field: str
+) -> dict[str, dict[str, Any]]:
+    loaded: dict[str, dict[str, Any]] = {}
+    sources: dict[str, Path] = {}
+    owners: dict[str, Path] = {}
+    if not folder.is_dir():
+        return loaded
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in SUFFIXES):
+        if path.stem in sources:
+            raise DefinitionFileError(f"{path}: same resource name as {sources[path.stem].name}")
+        try:
+            definition = normalize(_parse(path))
+        except DefinitionError as error:
+            raise DefinitionFileError(f"{path}: {error}") from None
+        object_id = definition[id_field]
+        if object_id in owners:
+            raise DefinitionFileError(
+                f"{path}: definition.{id_field} {object_id!r} also used by {owners[object_id]}"
+            )
+        sources[path.stem] = owners[object_id] = path
+        loaded[path.stem] = definition
+    return loaded
+
+
+def load_definitions(directory: Path) -> LoadedDefinitions:
+    """Read and validate every definition file (no Pulumi calls; usable in tests and CI)."""
+    if not directory.is_dir():
+        raise DefinitionFileError(f"{directory}: definitions folder not found")
+    return LoadedDefinitions(
+        apis=_load_kind(directory / "apis", normalize_api, "api_id"),
+        policies=_load_kind(directory / "policies", normalize_policy, "id"),
+    )
+
+
+def declare_definitions(
+    directory: Path,
+    gateway_url: pulumi.Input[str],
+    opts: pulumi.ResourceOptions | None = None,
+) -> DeclaredDefinitions:
+    """Declare one TykApi / TykPolicy per file in ``directory`` (see the module docstring).
+
+    Policies depend on all of the folder's APIs, so they are created after them and
+    deleted before them.
+    """
+    loaded = load_definitions(directory)
+    apis = {name: TykApi(name, definition, gateway_url, opts) for name, definition in loaded.apis.items()}
+    known_ids = {definition["api_id"] for definition in loaded.apis.values()}
+    policy_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(apis.values())))
+    policies: dict[str, TykPolicy] = {}
+    for name, definition in loaded.policies.items():
+        rights: Mapping[str, Any] = definition.get("access_rights") or {}
+        outside = sorted(set(rights) - known_ids)
+        if outside:
+            pulumi.log.info(
+                f"policy {name}: access_rights name APIs not in {directory}: {', '.join(outside)}"
+            )
+        policies[name] = TykPolicy(name, definition, gateway_url, policy_opts)
+    return DeclaredDefinitions(apis=apis, policies=policies)

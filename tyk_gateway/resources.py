@@ -1,0 +1,110 @@
+"""``TykApi`` and ``TykPolicy``: Tyk objects as Pulumi resources.
+
+Example::
+
+    api = TykApi("httpbin", {"api_id": "httpbin", "name": "httpbin", "proxy": {...}}, gateway_url=url)
+    TykPolicy(
+        "httpbin-basic",
+        {"id": "httpbin-basic", "rate": 100, "per": 60, "access_rights": [access_right(api)]},
+        gateway_url=url,
+    )
+
+``access_right(api)`` puts ``api.api_id`` (an Output) into the policy, so Pulumi creates
+the API first and deletes it last. The id-like fields (``api_id``, ``listen_path``, ...)
+are also passed as inputs, which keeps them known during ``preview``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+from pydantic import BaseModel
+
+from .models import ApiDefinition, Policy, dump_definition
+from .provider import TykApiProvider, TykPolicyProvider
+
+#: A definition: a typed model, a dict (values may be Outputs), or an Output of a dict.
+DefinitionInput = BaseModel | Mapping[str, Any] | pulumi.Output[Any]
+
+
+def _as_input(definition: DefinitionInput) -> Any:
+    return dump_definition(definition) if isinstance(definition, BaseModel) else definition
+
+
+def _pick(value: Any, *path: str) -> Any:
+    """A nested field of a definition that may be (or contain) Outputs, as an Input."""
+    for index, key in enumerate(path):
+        if isinstance(value, pulumi.Output):
+            rest = path[index:]
+
+            def pick_rest(resolved: Any, rest: tuple[str, ...] = rest) -> Any:
+                return _pick(resolved, *rest)
+
+            return value.apply(pick_rest)
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+class TykApi(Resource, module="tyk", name="Api"):
+    """A Tyk classic API definition, managed through the gateway REST API."""
+
+    api_id: pulumi.Output[str]
+    """The API's id (client-chosen; changing it replaces the API)."""
+    name: pulumi.Output[str]
+    listen_path: pulumi.Output[str]
+    target_url: pulumi.Output[str]
+    definition: pulumi.Output[dict[str, Any]]
+    """The normalised definition as last written to (or read from) the gateway."""
+    gateway_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        definition: ApiDefinition | DefinitionInput,
+        gateway_url: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        value = _as_input(definition)
+        props = {
+            "gateway_url": gateway_url,
+            "definition": value,
+            "api_id": _pick(value, "api_id"),
+            "name": _pick(value, "name"),
+            "listen_path": _pick(value, "proxy", "listen_path"),
+            "target_url": _pick(value, "proxy", "target_url"),
+        }
+        super().__init__(TykApiProvider(), resource_name, props, opts)
+
+
+class TykPolicy(Resource, module="tyk", name="Policy"):
+    """A Tyk security policy, managed through the gateway REST API."""
+
+    policy_id: pulumi.Output[str]
+    """The policy's id (client-chosen; changing it replaces the policy)."""
+    name: pulumi.Output[str]
+    definition: pulumi.Output[dict[str, Any]]
+    gateway_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        definition: Policy | DefinitionInput,
+        gateway_url: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        value = _as_input(definition)
+        props = {
+            "gateway_url": gateway_url,
+            "definition": value,
+            "policy_id": _pick(value, "id"),
+            "name": _pick(value, "name"),
+        }
+        super().__init__(TykPolicyProvider(), resource_name, props, opts)
+
+
+def access_right(api: TykApi, versions: Sequence[str] = ("Default",), **extra: Any) -> dict[str, Any]:
+    """One ``access_rights`` entry granting access to ``api`` (use in a list; check keys it by api_id)."""
+    return {"api_id": api.api_id, "api_name": api.name, "versions": list(versions), **extra}
