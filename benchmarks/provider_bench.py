@@ -28,6 +28,7 @@ from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from tests.gateway_emulator import GatewayEmulator
+from tests.provider.conftest import api_definition
 from tyk_gateway.provider import TykApiProvider, forget_gateways
 
 SECRET = "benchmark-secret"
@@ -47,17 +48,11 @@ class Row:
 
 
 def definition(i: int, target: str = "http://upstream:8080") -> dict[str, Any]:
+    """The i-th of N token-protected APIs (the test suite's sample definition, numbered)."""
     api_id = f"api-{i:05d}"
-    return {
-        "api_id": api_id,
-        "name": api_id,
-        "org_id": "default",
-        "use_keyless": False,
-        "use_standard_auth": True,
-        "auth_configs": {"authToken": {"auth_header_name": "Authorization"}},
-        "proxy": {"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True},
-        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
-    }
+    return api_definition(
+        api_id, proxy={"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True}
+    )
 
 
 def plugin_provider() -> TykApiProvider:
