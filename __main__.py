@@ -76,11 +76,12 @@ def main() -> None:
             redis_addrs=redis.addrs,
             redis_password_secret_name=redis.password_secret_name,
             redis_password_secret_key=redis.password_secret_key,
-            claim_names=dict(storage.claim_names),
+            claim_names=storage.claim_names,
+            wait_for=[*storage.claims.values(), *redis.resources],
             labels=labels,
             sharding_tags=IngressController.gateway_tags(settings.controller),
         ),
-        opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[storage, redis]),
+        opts=in_cluster,
     )
 
     if settings.controller.enabled:

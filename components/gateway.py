@@ -7,6 +7,7 @@ doesn't know, so a misspelt key is a silent bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +36,14 @@ class TykGatewayArgs:
     settings: GatewaySettings
     api_secret: pulumi.Input[str]
     """The gateway's admin secret (`secret` and `node_secret` in tyk.conf); a Pulumi secret."""
-    redis_addrs: pulumi.Input[list[str]]
-    redis_password_secret_name: pulumi.Input[str]
+    redis_addrs: list[str]
+    redis_password_secret_name: str
     redis_password_secret_key: str
-    claim_names: dict[str, pulumi.Input[str]]
+    claim_names: dict[str, str]
     """PersistentVolumeClaim per folder of GATEWAY_FOLDERS."""
+    wait_for: Sequence[pulumi.Resource]
+    """The claims and Redis: the release starts after them (the names above are plain strings, so that the
+    Helm values are known at preview time and `pulumi preview` shows every value change)."""
     labels: dict[str, str]
     sharding_tags: list[str] = field(default_factory=list)
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
@@ -171,22 +175,14 @@ class TykGateway(pulumi.ComponentResource):
         )
         self.api_secret_name = api_secret.metadata["name"]
 
-        folders = list(GATEWAY_FOLDERS)
-        values = pulumi.Output.all(
-            args.redis_addrs,
-            args.redis_password_secret_name,
-            self.api_secret_name,
-            *[args.claim_names[folder] for folder in folders],
-        ).apply(
-            lambda parts: gateway_values(
-                settings,
-                redis_addrs=parts[0],
-                redis_secret_name=parts[1],
-                redis_secret_key=args.redis_password_secret_key,
-                api_secret_name=parts[2],
-                claim_names=dict(zip(folders, parts[3:], strict=True)),
-                sharding_tags=args.sharding_tags,
-            )
+        values = gateway_values(
+            settings,
+            redis_addrs=args.redis_addrs,
+            redis_secret_name=args.redis_password_secret_name,
+            redis_secret_key=args.redis_password_secret_key,
+            api_secret_name=API_SECRET_NAME,
+            claim_names=args.claim_names,
+            sharding_tags=args.sharding_tags,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -199,7 +195,7 @@ class TykGateway(pulumi.ComponentResource):
             max_history=10,
             # Wait for every replica to be ready (the default); a rollout that can't mount its share fails here.
             timeout=900,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[api_secret, *args.wait_for]),
         )
         namespace = pulumi.Output.from_input(args.namespace)
         self.control_api_url = pulumi.Output.all(self.release.name, namespace).apply(

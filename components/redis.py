@@ -16,7 +16,11 @@ import pulumi_kubernetes as k8s
 from components.settings import RedisSettings
 
 PASSWORD_KEY = "redis-password"  # the key Bitnami's chart reads with auth.existingSecret
+PASSWORD_SECRET_NAME = "tyk-redis-password"
 RELEASE_NAME = "tyk-redis"
+# The chart's fullname is the release name when that contains "redis"; `<fullname>-master` is the service of the
+# (only) writable node in both architectures. Same namespace as the gateways, so the short name resolves.
+MASTER_ADDRESS = f"{RELEASE_NAME}-master:6379"
 
 
 @dataclass
@@ -56,55 +60,50 @@ def redis_values(settings: RedisSettings, password_secret_name: str) -> dict[str
 class Redis(pulumi.ComponentResource):
     """The password Secret and the Redis release (or only the address of an existing Redis)."""
 
-    addrs: pulumi.Output[list[str]]
+    addrs: list[str]
     """host:port list for the gateway's `global.redis.addrs`."""
-    password_secret_name: pulumi.Output[str]
+    password_secret_name: str
     password_secret_key: str = PASSWORD_KEY
+    resources: list[pulumi.Resource]
+    """What a client waits for: the password Secret and the release (those that exist)."""
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tyk-aks:index:Redis", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
+        self.resources = []
 
+        if settings.enabled or not settings.password_secret_name:
+            self.resources.append(
+                k8s.core.v1.Secret(
+                    f"{name}-password",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=PASSWORD_SECRET_NAME, namespace=args.namespace, labels=args.labels
+                    ),
+                    type="Opaque",
+                    string_data={PASSWORD_KEY: pulumi.Output.secret(args.password)},
+                    opts=child,
+                )
+            )
         if not settings.enabled:
-            # An existing Redis: its password Secret (key `redis-password`) must already exist, or is made here.
-            self.addrs = pulumi.Output.from_input(settings.addrs)
-            if settings.password_secret_name:
-                self.password_secret_name = pulumi.Output.from_input(settings.password_secret_name)
-            else:
-                self.password_secret_name = self._password_secret(name, args, child)
+            # An existing Redis: its password is in `passwordSecretName`, or in the Secret made above.
+            self.addrs = list(settings.addrs)
+            self.password_secret_name = settings.password_secret_name or PASSWORD_SECRET_NAME
             self.register_outputs({"addrs": self.addrs, "password_secret_name": self.password_secret_name})
             return
 
-        secret_name = self._password_secret(name, args, child)
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             name=RELEASE_NAME,
             chart=settings.chart,
             version=settings.chart_version,
             namespace=args.namespace,
-            values=secret_name.apply(lambda secret: redis_values(settings, secret)),
+            values=redis_values(settings, PASSWORD_SECRET_NAME),
             max_history=10,
             timeout=600,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.resources),
         )
-        # `<fullname>-master` is the chart's service for the (only) writable node, in both architectures.
-        self.addrs = pulumi.Output.all(self.release.name, args.namespace).apply(
-            lambda parts: [f"{parts[0]}-master.{parts[1]}.svc.cluster.local:6379"]
-        )
-        self.password_secret_name = secret_name
+        self.resources.append(self.release)
+        self.addrs = [MASTER_ADDRESS]
+        self.password_secret_name = PASSWORD_SECRET_NAME
         self.register_outputs({"addrs": self.addrs, "password_secret_name": self.password_secret_name})
-
-    def _password_secret(
-        self, name: str, args: RedisArgs, child: pulumi.ResourceOptions
-    ) -> pulumi.Output[str]:
-        secret = k8s.core.v1.Secret(
-            f"{name}-password",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="tyk-redis-password", namespace=args.namespace, labels=args.labels
-            ),
-            type="Opaque",
-            string_data={PASSWORD_KEY: pulumi.Output.secret(args.password)},
-            opts=child,
-        )
-        return secret.metadata["name"]

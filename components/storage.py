@@ -22,6 +22,10 @@ GATEWAY_FOLDERS: dict[str, str] = {
 }
 
 
+def claim_name(folder: str) -> str:
+    return f"tyk-gateway-{folder}"
+
+
 @dataclass
 class SharedStorageArgs:
     namespace: pulumi.Input[str]
@@ -48,8 +52,9 @@ class SharedStorage(pulumi.ComponentResource):
 
     storage_class_name: pulumi.Output[str]
     """The class the claims use."""
-    claim_names: dict[str, pulumi.Output[str]]
-    """Claim name per folder (`apps`, `policies`, `middleware`)."""
+    claim_names: dict[str, str]
+    """Claim name per folder (`apps`, `policies`, `middleware`): fixed names, so Helm values that use them are
+    known at preview time (depend on `claims` for ordering)."""
     claims: dict[str, k8s.core.v1.PersistentVolumeClaim]
 
     def __init__(
@@ -82,7 +87,7 @@ class SharedStorage(pulumi.ComponentResource):
             self.claims[folder] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{folder}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"tyk-gateway-{folder}",
+                    name=claim_name(folder),
                     namespace=args.namespace,
                     labels={**args.labels, "app.kubernetes.io/component": f"gateway-{folder}"},
                 ),
@@ -95,7 +100,7 @@ class SharedStorage(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        self.claim_names = {folder: claim.metadata["name"] for folder, claim in self.claims.items()}
+        self.claim_names = {folder: claim_name(folder) for folder in GATEWAY_FOLDERS}
         self.register_outputs(
             {"storage_class_name": self.storage_class_name, "claim_names": self.claim_names}
         )

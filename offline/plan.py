@@ -143,6 +143,7 @@ def run_program(
     project_dir: Path = PROJECT_DIR,
     monitor: RecordingMonitor | None = None,
     placeholder_secrets: bool = True,
+    preview: bool = False,
 ) -> Plan:
     """Run `__main__.py` under mocks with the stack file's config (or the given config) and record everything."""
     notes: list[str] = []
@@ -164,7 +165,7 @@ def run_program(
             )
 
     monitor = monitor or RecordingMonitor(OfflineMocks())
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
 
     program = project_dir / "__main__.py"

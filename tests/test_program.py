@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.gateway import API_SECRET_KEY, CONTROL_SERVICE_NAME, POD_LABELS
 from components.settings import parse_settings
-from offline.mocks import RecordedResource, is_secret, mask, reveal
+from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, is_secret, mask, reveal
 from offline.plan import PLACEHOLDER_PREFIX, Plan, read_stack_config, run_program
 from tests.conftest import STACKS, stack_plan
 from tests.k8s_schema import is_kubernetes_object, validate
@@ -101,7 +102,7 @@ def test_dev_gateway_reads_secrets_by_name_only() -> None:
         "name": redis_secret.inputs["metadata"]["name"],
         "keyName": "redis-password",
     }
-    assert values["global"]["redis"]["addrs"] == ["tyk-redis-master.tyk.svc.cluster.local:6379"]
+    assert values["global"]["redis"]["addrs"] == ["tyk-redis-master:6379"]  # same namespace
     assert is_secret(api_secret.inputs["stringData"])
     assert list(reveal(api_secret.inputs["stringData"])) == [API_SECRET_KEY]
     assert is_secret(redis_secret.inputs["stringData"])
@@ -121,6 +122,21 @@ def test_dev_redis_release_uses_the_password_secret() -> None:
     }
     assert values["architecture"] == "standalone"
     assert values["master"]["persistence"]["size"] == "1Gi"
+
+
+def test_helm_values_are_known_in_a_preview_of_a_new_stack() -> None:
+    # In a preview of a new stack no created object has outputs yet; values built from them would show as
+    # unknown (or hide inside one secret) and `pulumi preview` would show no value diff at all.
+    class NoOutputsYet(OfflineMocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            return "", {}
+
+    plan = run_program("prod", monitor=RecordingMonitor(NoOutputsYet()), preview=True)
+    for name in ("gateway-release", "redis-release"):
+        values = plan.one(RELEASE, name).inputs["values"]
+        assert isinstance(values, dict) and not is_secret(values), name
+        json.dumps(values)  # nothing unknown inside
+    assert gateway_values(plan) == gateway_values(stack_plan("prod"))
 
 
 def test_gateway_release_waits_for_volumes_redis_and_secret() -> None:
