@@ -21,14 +21,16 @@ import yaml
 
 from components.gateway import (
     API_SECRET_KEY,
+    API_SECRET_NAME,
     CONTROL_SERVICE_NAME,
     DEPLOYMENT_NAME,
     PROXY_PORT,
     PROXY_SERVICE_NAME,
     RELEASE_NAME,
 )
+from components.redis import PASSWORD_SECRET_NAME
 from components.settings import parse_settings
-from components.storage import GATEWAY_FOLDERS
+from components.storage import GATEWAY_FOLDERS, claim_name
 from offline.plan import read_stack_config, run_program
 
 
@@ -70,13 +72,12 @@ def check(stack: str, documents: list[dict[str, Any]]) -> list[str]:
     expect(container["image"].endswith(f":{gateway.image_tag}"), f"image tag is not {gateway.image_tag}")
     expect(env.get("TYK_GW_CONTROLAPIPORT") == str(gateway.control_port), "control API not on its own port")
     expect(
-        env.get("TYK_GW_SECRET")
-        == {"secretKeyRef": {"name": "tyk-gateway-api-secret", "key": API_SECRET_KEY}},
+        env.get("TYK_GW_SECRET") == {"secretKeyRef": {"name": API_SECRET_NAME, "key": API_SECRET_KEY}},
         f"TYK_GW_SECRET not read from the program's Secret: {env.get('TYK_GW_SECRET')}",
     )
     expect(
         (env.get("TYK_GW_STORAGE_PASSWORD") or {}).get("secretKeyRef", {}).get("name")
-        == "tyk-redis-password",
+        == PASSWORD_SECRET_NAME,
         f"Redis password not read from the program's Secret: {env.get('TYK_GW_STORAGE_PASSWORD')}",
     )
     expect(env.get("TYK_GW_POLICIES_POLICYPATH") == GATEWAY_FOLDERS["policies"], "policy_path not set")
@@ -89,8 +90,8 @@ def check(stack: str, documents: list[dict[str, Any]]) -> list[str]:
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     for folder, path in GATEWAY_FOLDERS.items():
         expect(
-            claims.get(mounts.get(path, "")) == f"tyk-gateway-{folder}",
-            f"{path} is not on claim tyk-gateway-{folder}",
+            claims.get(mounts.get(path, "")) == claim_name(folder),
+            f"{path} is not on claim {claim_name(folder)}",
         )
     for kind, name in by_kind:
         expect(
