@@ -14,7 +14,7 @@ Everything below was read in TykTechnologies/tyk-k8s (archived; last tag v0.9.0)
 - `Ingress` (`ingress/ingress.go`): `watchNamespaces` (empty: all). Informers on Ingresses (list/watch) and
   Pods (list/watch; pod deletions clean mesh routes), `get` on the Secrets named in an Ingress's `tls`. Only
   Ingresses annotated `kubernetes.io/ingress.class: tyk` (fixed in the code) are handled; their API
-  definitions carry the tag `ingress` (fixed too): the gateways must load that tag.
+  definitions carry the tag `ingress` (fixed too), which the gateways shard on (see `gateway_tags`).
 - `Server` (`webserver/server.go`): `addr`, `certFile`, `keyFile`; the webhook is `POST /inject`. The web
   server starts only after the Ingress informer has synced and has no health endpoint, so the probes are TCP.
 
