@@ -280,3 +280,26 @@ def test_controller_is_absent_when_disabled() -> None:
     plan = stack_plan("dev")
     assert "sharding" not in gateway_values(plan)["tyk-gateway"]["gateway"]
     assert plan.find("kubernetes:apps/v1:Deployment") == []
+
+
+# --- an existing Redis ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret_name", [None, "corp-redis"])
+def test_existing_redis_is_wired_by_address_and_secret(secret_name: str | None) -> None:
+    config, secret_keys, _ = read_stack_config("dev")
+    redis: dict[str, Any] = {"enabled": False, "addrs": ["redis.shared.svc:6379", "redis-2.shared.svc:6379"]}
+    if secret_name:
+        redis["passwordSecretName"] = secret_name
+    config["tyk-aks:redis"] = json.dumps(redis)
+    plan = run_program("dev", config=config, secret_keys=secret_keys)
+
+    assert plan.find(RELEASE, "redis-release") == []
+    values = gateway_values(plan)["global"]["redis"]
+    assert values["addrs"] == redis["addrs"]
+    # Either the Secret the cluster already has, or one the program makes from `redisPassword`.
+    assert values["passSecret"] == {"name": secret_name or "tyk-redis-password", "keyName": "redis-password"}
+    made = plan.find(SECRET, "redis-password")
+    assert (made == []) == bool(secret_name)
+    if made:
+        assert made[0].urn in plan.one(RELEASE, "gateway-release").dependencies
