@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.secrets import single_value_secret
 from components.settings import GatewaySettings, Resources
 from components.storage import GATEWAY_FOLDERS
 
@@ -164,13 +165,13 @@ class TykGateway(pulumi.ComponentResource):
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
-        api_secret = k8s.core.v1.Secret(
+        api_secret = single_value_secret(
             f"{name}-api-secret",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=API_SECRET_NAME, namespace=args.namespace, labels=args.labels
-            ),
-            type="Opaque",
-            string_data={API_SECRET_KEY: pulumi.Output.secret(args.api_secret)},
+            name=API_SECRET_NAME,
+            namespace=args.namespace,
+            labels=args.labels,
+            key=API_SECRET_KEY,
+            value=args.api_secret,
             opts=child,
         )
         self.api_secret_name = api_secret.metadata["name"]

@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.secrets import single_value_secret
 from components.settings import RedisSettings
 
 PASSWORD_KEY = "redis-password"  # the key Bitnami's chart reads with auth.existingSecret
@@ -75,13 +76,13 @@ class Redis(pulumi.ComponentResource):
 
         if settings.enabled or not settings.password_secret_name:
             self.resources.append(
-                k8s.core.v1.Secret(
+                single_value_secret(
                     f"{name}-password",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=PASSWORD_SECRET_NAME, namespace=args.namespace, labels=args.labels
-                    ),
-                    type="Opaque",
-                    string_data={PASSWORD_KEY: pulumi.Output.secret(args.password)},
+                    name=PASSWORD_SECRET_NAME,
+                    namespace=args.namespace,
+                    labels=args.labels,
+                    key=PASSWORD_KEY,
+                    value=args.password,
                     opts=child,
                 )
             )
