@@ -199,11 +199,13 @@ class TykGateway(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[api_secret, *args.wait_for]),
         )
         namespace = pulumi.Output.from_input(args.namespace)
+        # Derived from the release on purpose: whatever is built from this URL (the controller's config) waits
+        # for the gateways to be deployed.
         self.control_api_url = pulumi.Output.all(self.release.name, namespace).apply(
             lambda parts: f"http://{CONTROL_SERVICE_NAME}.{parts[1]}.svc:{settings.control_port}"
         )
         scheme = "https" if settings.ingress.tls_secret_name else "http"
-        self.public_url = self.release.name.apply(lambda _: f"{scheme}://{settings.hostnames[0]}/")
+        self.public_url = pulumi.Output.from_input(f"{scheme}://{settings.hostnames[0]}/")
         self.register_outputs(
             {
                 "control_api_url": self.control_api_url,

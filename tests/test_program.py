@@ -266,6 +266,8 @@ def test_controller_is_wired_to_the_gateway_when_enabled() -> None:
         r for r in plan.find("kubernetes:core/v1:ConfigMap") if "tyk-k8s.yaml" in r.inputs["data"]
     ]
     assert f"http://{CONTROL_SERVICE_NAME}.tyk.svc:9696" in config_map.inputs["data"]["tyk-k8s.yaml"]
+    # The controller's config is built from the gateway's URL, so it (and the pod mounting it) waits for it.
+    assert plan.one(RELEASE, "gateway-release").urn in config_map.dependencies
     [deployment] = plan.find("kubernetes:apps/v1:Deployment")
     [component] = plan.find("tyk-aks:index:IngressController")
     assert plan.one(RELEASE, "gateway-release").urn in component.dependencies
