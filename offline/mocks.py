@@ -8,7 +8,7 @@ parent, the explicit dependencies and the options the engine would receive, so t
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,29 @@ def mask(value: Any, placeholder: str = "[secret]") -> Any:
     if isinstance(value, list):
         return [mask(v, placeholder) for v in value]
     return value
+
+
+def secret_strings(value: Any) -> Iterator[str]:
+    """Every string inside a secret wrapper anywhere in `value` (the values a plan must never show)."""
+    if is_secret(value):
+        yield from _strings(reveal(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from secret_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from secret_strings(item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _azure_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import yaml
 import offline.tls_outputs  # noqa: F401  (real keys and certificates for the pulumi-tls types)
 from components.controller import PROJECT_TEMPLATES_DIR, IngressController, IngressControllerArgs
 from components.settings import ControllerSettings
-from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, is_secret, reveal
+from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, reveal
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = PROJECT_DIR / "examples"
@@ -104,29 +104,6 @@ def build(
 
     run()
     return Built(monitor, holder[0])
-
-
-def secret_strings(value: Any) -> Iterator[str]:
-    """Every string that sits inside a secret wrapper anywhere in `value`."""
-    if is_secret(value):
-        yield from _strings(reveal(value))
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from secret_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from secret_strings(item)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
 
 
 def example_documents() -> list[tuple[str, dict[str, Any]]]:

@@ -18,7 +18,7 @@ from components.controller import (
     template_names,
 )
 from components.settings import ConfigError, ControllerSettings, parse_settings
-from offline.mocks import is_secret, reveal
+from offline.mocks import is_secret, reveal, secret_strings
 from tests.controller_fixtures import (
     COMPONENT,
     CONTROL_URL,
@@ -29,7 +29,6 @@ from tests.controller_fixtures import (
     defined_templates,
     example_documents,
     render,
-    secret_strings,
 )
 from tests.k8s_schema import KUBERNETES_VERSION, is_kubernetes_object, validate
 

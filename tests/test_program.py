@@ -10,8 +10,16 @@ import pytest
 
 from components.gateway import API_SECRET_KEY, CONTROL_SERVICE_NAME, POD_LABELS
 from components.settings import parse_settings
-from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, is_secret, mask, reveal
-from offline.plan import PLACEHOLDER_PREFIX, Plan, read_stack_config, run_program
+from offline.mocks import (
+    OfflineMocks,
+    RecordedResource,
+    RecordingMonitor,
+    is_secret,
+    mask,
+    reveal,
+    secret_strings,
+)
+from offline.plan import Plan, read_stack_config, run_program
 from tests.conftest import STACKS, stack_plan
 from tests.k8s_schema import is_kubernetes_object, validate
 
@@ -230,15 +238,15 @@ def test_no_secret_value_appears_in_plaintext(stack: str) -> None:
 
 
 def _secret_values(plan: Plan) -> set[str]:
+    """Every value the plan holds as a secret: inputs and outputs of every resource, and the exports."""
     values = {
-        r.outputs["result"]
-        for r in plan.find("random:index/randomPassword:RandomPassword")
-        if r.outputs.get("result")
+        value
+        for resource in plan.resources
+        for value in (*secret_strings(resource.inputs), *secret_strings(resource.outputs))
     }
-    values |= {PLACEHOLDER_PREFIX + key for key in ("apiSecret", "redisPassword")}
-    for secret in plan.find(SECRET):
-        for value in (reveal(secret.inputs.get("stringData")) or {}).values():
-            values.add(value)
+    values |= set(secret_strings(plan.outputs))
+    # Generated passwords are secret outputs of their resource (pulumi-random marks `result` secret).
+    values |= {r.outputs["result"] for r in plan.find("random:index/randomPassword:RandomPassword")}
     return {v for v in values if isinstance(v, str) and len(v) >= 8}
 
 
