@@ -27,6 +27,7 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
 
 from components.settings import PROJECT, ConfigError, parse_settings, required_secrets
 from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, mask
@@ -165,6 +166,8 @@ def run_program(
             )
 
     monitor = monitor or RecordingMonitor(OfflineMocks())
+    # A new root stack per run: set_mocks keeps an existing one, and with it the previous run's exports.
+    pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
 

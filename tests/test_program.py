@@ -250,6 +250,11 @@ def _secret_values(plan: Plan) -> set[str]:
     return {v for v in values if isinstance(v, str) and len(v) >= 8}
 
 
+def test_runs_in_one_process_do_not_share_exports() -> None:
+    assert "kubeconfig" in run_program("prod").outputs  # the AKS stack exports its kubeconfig
+    assert "kubeconfig" not in run_program("local").outputs
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_exports_name_the_gateway(stack: str) -> None:
     plan = stack_plan(stack)
