@@ -92,7 +92,6 @@ def main() -> None:
                 settings=settings.controller,
                 gateway_control_url=gateway.control_api_url,
                 api_secret_name=gateway.api_secret_name,
-                watch_namespaces=settings.controller.watch_namespaces,
                 labels=labels,
             ),
             opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),

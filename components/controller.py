@@ -206,8 +206,6 @@ class IngressControllerArgs:
     """The gateway's control API (/tyk/*), e.g. http://gateway-control-svc-tyk-gateway.tyk.svc:9696."""
     api_secret_name: pulumi.Input[str]
     """Secret in `namespace` whose key `APISecret` is the gateway's admin secret."""
-    watch_namespaces: Sequence[str] = ()
-    """Namespaces whose Ingresses are handled; empty: all (cluster-wide RBAC, including Secret `get`)."""
     templates_dir: Path = PROJECT_TEMPLATES_DIR
     labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels for every object (the selector labels are fixed)."""
@@ -269,7 +267,7 @@ class IngressController(pulumi.ComponentResource):
                 controller_config(
                     gateway_control_url=url,
                     org_id=settings.org_id,
-                    watch_namespaces=args.watch_namespaces,
+                    watch_namespaces=settings.watch_namespaces,
                     webhook=webhook_enabled,
                 )
             )
@@ -369,7 +367,7 @@ class IngressController(pulumi.ComponentResource):
             name=object_name(account, SERVICE_ACCOUNT_NAME),
             namespace=args.namespace,
         )
-        if not args.watch_namespaces:
+        if not args.settings.watch_namespaces:
             role_name = pulumi.Output.concat(CLUSTER_ROLE_PREFIX, args.namespace)
             role = k8s.rbac.v1.ClusterRole(
                 f"{name}-cluster-role",
@@ -390,7 +388,7 @@ class IngressController(pulumi.ComponentResource):
             )
             return
         # Informers per watched namespace (informers.WithNamespace): namespaced Roles are enough.
-        for watched in args.watch_namespaces:
+        for watched in args.settings.watch_namespaces:
             namespaced_role = k8s.rbac.v1.Role(
                 f"{name}-role-{watched}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ROLE_NAME, namespace=watched, labels=dict(labels)),

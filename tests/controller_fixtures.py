@@ -92,10 +92,11 @@ def build(
             COMPONENT,
             IngressControllerArgs(
                 namespace=namespace,
-                settings=ControllerSettings.model_validate({"enabled": True, **(settings or {})}),
+                settings=ControllerSettings.model_validate(
+                    {"enabled": True, "watchNamespaces": list(watch_namespaces), **(settings or {})}
+                ),
                 gateway_control_url=pulumi.Output.from_input(CONTROL_URL),
                 api_secret_name=gateway_secret.metadata.apply(lambda m: m["name"]),
-                watch_namespaces=watch_namespaces,
                 templates_dir=templates_dir,
             ),
         )
