@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from offline.plan import Plan, run_program
+from offline.plan import PROJECT_DIR, Plan, run_program
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACKS = sorted(
     p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT_DIR.glob("Pulumi.*.yaml")
 )
