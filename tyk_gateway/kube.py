@@ -119,9 +119,12 @@ class KubeTransport:
         status = _status(response)
         if status is None:
             return None
-        return self.status_error(method, path, response.status_code, status)
+        api_path = urlsplit(response.request.url or "").path if response.request is not None else path
+        return self.status_error(method, path, response.status_code, status, api_path)
 
-    def status_error(self, method: str, path: str, code: int, status: Mapping[str, Any]) -> Exception:
+    def status_error(
+        self, method: str, path: str, code: int, status: Mapping[str, Any], api_path: str | None = None
+    ) -> Exception:
         message = str(status.get("message") or status.get("reason") or "(no message)")
         server = self.credentials.server
         details = status.get("details") or {}
@@ -131,7 +134,7 @@ class KubeTransport:
                 f"(401 Unauthorized) for {method} {path}"
             )
         elif code == 403:
-            resource = _resource_of(path)
+            resource = _resource_of(api_path or path)
             text = (
                 f"Kubernetes RBAC denied {method} {path}: verb {_VERBS.get(method, method.lower())!r} on "
                 f"{resource} is missing ({message}); see docs/api-management.md#rbac"
@@ -260,4 +263,35 @@ def _container_port(pod: Mapping[str, Any], target_port: Any) -> int:
                 return int(port["containerPort"])
     raise KubernetesAccessError(
         "GET", "", None, f"pod {pod['metadata']['name']} has no container port named {target_port!r}", ""
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC rule (core API group) the provider needs in the gateway's namespace."""
+
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
+
+
+def provider_rules(control_service: str) -> tuple[Rule, ...]:
+    """Exactly what the provider's requests need: docs/api-management.md#rbac explains each rule."""
+    return (
+        # Writes, reads and the group reload through the control Service (the verb follows the method).
+        Rule(("services/proxy",), ("get", "create", "update", "delete"), (control_service,)),
+        # The Service's selector, to find the replicas behind it.
+        Rule(("services",), ("get",), (control_service,)),
+        # Replica verification: the ready pods, then a blocking reload and a list on each.
+        Rule(("pods",), ("list",)),
+        Rule(("pods/proxy",), ("get",)),
+    )
+
+
+def allows(rules: tuple[Rule, ...], verb: str, resource: str, name: str) -> bool:
+    return any(
+        resource in rule.resources
+        and verb in rule.verbs
+        and (not rule.resource_names or name in rule.resource_names)
+        for rule in rules
     )
