@@ -458,9 +458,13 @@ class TykApiProvider(_TykProvider):
 
     def _remove(self, gateway: Gateway, object_id: str) -> None:
         outcome = gateway.client.delete_api(object_id)
-        if outcome is DeleteOutcome.NOT_LOADED:
-            # 404: the gateway has not loaded this API, but its file may exist (written and
-            # not reloaded yet). Make this gateway load its files, then delete for real.
+        # 404: the replica that answered has not loaded this API, but its file may exist (written and
+        # not reloaded yet). Make a replica load its files, then delete for real. Behind a Service (or a
+        # load balancer) the next call may reach another replica, hence three rounds there; replica
+        # verification then confirms that no replica serves it any more.
+        for _ in range(1 if gateway.kube is None else 3):
+            if outcome is not DeleteOutcome.NOT_LOADED:
+                break
             gateway.client.reload_local()
             outcome = gateway.client.delete_api(object_id)
         if outcome is not DeleteOutcome.DELETED:
