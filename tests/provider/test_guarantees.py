@@ -110,7 +110,10 @@ def _set(document: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
 
 #: Fields the models only accept together with another one (cross-field rules): set that one in the base.
 COMPANIONS: dict[Path, tuple[Path, Any]] = {
-    ("proxy", "enable_load_balancing"): (("proxy", "target_list"), ["http://one.example", "http://two.example"]),
+    ("proxy", "enable_load_balancing"): (
+        ("proxy", "target_list"),
+        ["http://one.example", "http://two.example"],
+    ),
 }
 
 CASES = [(TykApiProvider, "api", path, annotation) for path, annotation in managed_fields(ApiDefinition)] + [
