@@ -22,6 +22,7 @@ resource is missing, no ready gateway pod) instead of gateway errors.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -174,23 +175,30 @@ class KubeApi:
     def __init__(self, transport: KubeTransport) -> None:
         self.transport = transport
         self.server = transport.credentials.server
-        s = transport.settings
-        retry = Retry(
-            total=s.retries,
-            connect=s.retries,
-            read=s.retries,
-            status=s.retries,
-            redirect=0,
-            status_forcelist=(429, 500, 502, 503, 504),
-            backoff_factor=s.backoff_factor,
-            backoff_max=s.backoff_max,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
-        self._session = requests.Session()
-        self._session.mount("https://", HTTPAdapter(max_retries=retry))
-        self._session.mount("http://", HTTPAdapter(max_retries=retry))
-        transport.prepare(self._session)
+        self._local = threading.local()  # one Session per thread: requests.Session is not thread-safe
+        self._services: dict[KubeTarget, tuple[str, Any]] = {}  # selector and target port, read once
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            s = self.transport.settings
+            retry = Retry(
+                total=s.retries,
+                connect=s.retries,
+                read=s.retries,
+                status=s.retries,
+                redirect=0,
+                status_forcelist=(429, 500, 502, 503, 504),
+                backoff_factor=s.backoff_factor,
+                backoff_max=s.backoff_max,
+                raise_on_status=False,
+                raise_on_redirect=False,
+            )
+            session = self._local.session = requests.Session()
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            self.transport.prepare(session)
+        return session
 
     def service_proxy_url(self, target: KubeTarget) -> str:
         ns, name = quote(target.namespace, safe=""), quote(target.service, safe="")
@@ -203,7 +211,7 @@ class KubeApi:
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         s = self.transport.settings
         try:
-            response = self._session.get(
+            response = self._session().get(
                 self.server + path,
                 params=params,
                 headers={"Accept": "application/json", **self.transport.headers()},
@@ -225,22 +233,25 @@ class KubeApi:
     def ready_pods(self, target: KubeTarget) -> list[Pod]:
         """The ready pods behind the control Service (its selector), with the container port it targets."""
         ns = quote(target.namespace, safe="")
-        service = self.get(f"/api/v1/namespaces/{ns}/services/{quote(target.service, safe='')}")
-        spec = service.get("spec") or {}
-        selector = spec.get("selector") or {}
-        if not selector:
-            raise KubernetesAccessError(
-                "GET",
-                "",
-                None,
-                f"service {target.namespace}/{target.service} has no pod selector",
-                self.server,
-            )
-        target_port: Any = target.port
-        for port in spec.get("ports") or []:
-            if port.get("port") == target.port:
-                target_port = port.get("targetPort", target.port)
-        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        if target not in self._services:
+            service = self.get(f"/api/v1/namespaces/{ns}/services/{quote(target.service, safe='')}")
+            spec = service.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if not selector:
+                raise KubernetesAccessError(
+                    "GET",
+                    "",
+                    None,
+                    f"service {target.namespace}/{target.service} has no pod selector",
+                    self.server,
+                )
+            target_port: Any = target.port
+            for port in spec.get("ports") or []:
+                if port.get("port") == target.port:
+                    target_port = port.get("targetPort", target.port)
+            label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            self._services[target] = (label_selector, target_port)
+        label_selector, target_port = self._services[target]
         pods = self.get(f"/api/v1/namespaces/{ns}/pods", {"labelSelector": label_selector})
         ready = []
         for item in pods.get("items") or []:

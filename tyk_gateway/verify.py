@@ -82,8 +82,6 @@ class ReplicaVerifier:
             replicas = [(name, client) for name, client in self._replicas() if name not in checked]
             if not replicas:
                 break
-            if not checked and not replicas:
-                break
             with ThreadPoolExecutor(min(8, len(replicas))) as pool:
                 outcomes = list(pool.map(lambda r: self._check(r, expected, deadline, rewritten), replicas))
             for (name, _), bad in zip(replicas, outcomes, strict=True):
