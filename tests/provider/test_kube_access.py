@@ -217,3 +217,16 @@ def test_no_ready_gateway_pod(cluster: GatewayCluster, kube: KubeProxyDouble, tm
     with pytest.raises(KubernetesAccessError) as caught:
         apis.create(props(apis, TARGET, api_definition("a")))
     assert "no ready gateway pod" in str(caught.value)
+
+
+def test_adopt_command_reads_through_the_api_server(
+    cluster: GatewayCluster, kube: KubeProxyDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tyk_gateway import adopt
+
+    apis, _ = providers(kube, tmp_path)  # writes the kubeconfig
+    apis.create(props(apis, TARGET, api_definition("legacy")))
+    monkeypatch.setenv("TYK_GW_SECRET", SECRET)
+    arguments = ["--kubeconfig", str(tmp_path / "kubeconfig"), "--definitions-dir", str(tmp_path / "defs")]
+    assert adopt.main([*arguments, "api", "legacy"]) == 0
+    assert yaml.safe_load((tmp_path / "defs" / "apis" / "legacy.yaml").read_text())["api_id"] == "legacy"
