@@ -160,6 +160,7 @@ class ReplicaRow:
     batches: int
     group_reloads: int
     lists_per_replica: float
+    gets_per_replica: float
     seconds: float
 
 
@@ -206,8 +207,11 @@ def _replica_phases(n: int, replicas: int, changes: int, verify: bool) -> list[R
             seconds = time.perf_counter() - started
             batches = len(provider._gateway({"gateway_url": url}).reloads.batches)
             lists = sum(r.stats.calls["GET /tyk/apis"] for r in cluster.replicas.values()) / replicas
+            gets = sum(r.stats.calls["GET /tyk/apis/{id}"] for r in cluster.replicas.values()) / replicas
             group = sum(r.stats.calls["GET /tyk/reload/group"] for r in cluster.replicas.values())
-            rows.append(ReplicaRow(n, replicas, verify, name, operations, batches, group, lists, seconds))
+            rows.append(
+                ReplicaRow(n, replicas, verify, name, operations, batches, group, lists, gets, seconds)
+            )
 
         def create(i: int) -> None:
             result = provider.create(check(definition(i)))
@@ -229,7 +233,7 @@ def _replica_phases(n: int, replicas: int, changes: int, verify: bool) -> list[R
 def print_replica_table(rows: list[ReplicaRow]) -> None:
     header = (
         f"{'N':>5} {'pods':>4} {'verify':>6}  {'phase':<12} {'ops':>5} {'batches':>7} {'group reloads':>13} "
-        f"{'lists/pod':>9} {'lists/pod/batch':>15} {'wall s':>7}"
+        f"{'lists/pod':>9} {'lists/pod/batch':>15} {'gets/pod':>8} {'wall s':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -237,7 +241,8 @@ def print_replica_table(rows: list[ReplicaRow]) -> None:
         per_batch = r.lists_per_replica / r.batches if r.batches else 0.0
         print(
             f"{r.n:>5} {r.replicas:>4} {'on' if r.verify else 'off':>6}  {r.phase:<12} {r.operations:>5} {r.batches:>7} "
-            f"{r.group_reloads:>13} {r.lists_per_replica:>9.1f} {per_batch:>15.2f} {r.seconds:>7.2f}"
+            f"{r.group_reloads:>13} {r.lists_per_replica:>9.1f} {per_batch:>15.2f} {r.gets_per_replica:>8.1f} "
+            f"{r.seconds:>7.2f}"
         )
 
 
@@ -267,7 +272,8 @@ def main() -> None:
         print_replica_table(replica_rows)
         print(
             "\nThrough the Kubernetes service proxy double; 'batches' = group commits (each write waits for its"
-            "\nbatch's reload and verification); 'lists/pod' = GET /tyk/apis per replica, including refresh reads."
+            "\nbatch's reload and verification); 'lists/pod' = GET /tyk/apis per replica, including refresh reads;"
+            "\n'gets/pod' = GET /tyk/apis/{id} per replica (verification of batches of up to 4 objects)."
             "\n"
         )
     rows = [row for n in args.sizes for row in run_size(n, args.changes)]

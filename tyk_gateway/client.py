@@ -319,6 +319,10 @@ class GatewayClient:
     def list_apis(self) -> list[dict[str, Any]]:
         return self._expect_list("GET", "/tyk/apis")
 
+    def get_api(self, api_id: str) -> list[dict[str, Any]]:
+        """The loaded API with this id ([] when this gateway doesn't serve it)."""
+        return self._get_one(f"/tyk/apis/{quote(api_id, safe='')}")
+
     def upsert_api(self, definition: Mapping[str, Any]) -> None:
         """POST /tyk/apis: creates or overwrites ``<api_id>.json`` (works before the API is loaded)."""
         self._expect_key("POST", "/tyk/apis", definition, str(definition["api_id"]))
@@ -330,6 +334,18 @@ class GatewayClient:
 
     def list_policies(self) -> list[dict[str, Any]]:
         return self._expect_list("GET", "/tyk/policies")
+
+    def get_policy(self, policy_id: str) -> list[dict[str, Any]]:
+        """The loaded policy with this id ([] when this gateway doesn't serve it)."""
+        return self._get_one(f"/tyk/policies/{quote(policy_id, safe='')}")
+
+    def _get_one(self, path: str) -> list[dict[str, Any]]:
+        reply = self.call("GET", path)
+        if reply.status == 404:
+            return []
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise self.error("GET", path, reply)
+        return [reply.body]
 
     def create_policy(self, policy: Mapping[str, Any]) -> None:
         self._expect_key("POST", "/tyk/policies", policy, str(policy["id"]))

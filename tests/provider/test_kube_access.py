@@ -24,7 +24,7 @@ from tests.provider.conftest import (
 )
 from tyk_gateway.kube import KubernetesAccessError, allows, kubernetes_target, provider_rules
 from tyk_gateway.provider import TykApiProvider, TykPolicyProvider, _TykProvider
-from tyk_gateway.verify import ReplicaMismatchError
+from tyk_gateway.verify import GET_LIMIT, ReplicaMismatchError
 
 SERVICE = "gateway-control-svc-tyk-gateway"
 TARGET = kubernetes_target("tyk", SERVICE, 9696)
@@ -76,10 +76,10 @@ def test_every_replica_serves_every_write_through_the_api_server(
         assert sorted(loaded) == sorted(f"api-{i}" for i in range(12)), name
     assert all("basic" in loaded for loaded in cluster.loaded("policy").values())
 
-    # Verification costs one list per replica per batch (and kind), never one per object.
-    batches = len(apis._gateway({"gateway_url": TARGET}).reloads.batches)
+    # Verification of small batches: one GET per object and replica (12 APIs), no list of everything.
     for replica in cluster.replicas.values():
-        assert replica.stats.calls["GET /tyk/apis"] <= batches + 1  # + the create-time existence check
+        assert replica.stats.calls["GET /tyk/apis/{id}"] == 12
+        assert replica.stats.calls["GET /tyk/apis"] <= 1  # the create-time existence check, on one replica
     # The bearer token stops at the API server; the admin secret reaches the gateway.
     assert kube.forwarded_headers and all("Authorization" not in h for h in kube.forwarded_headers)
     assert all(h.get("X-Tyk-Authorization") == SECRET for h in kube.forwarded_headers)
@@ -230,3 +230,21 @@ def test_adopt_command_reads_through_the_api_server(
     arguments = ["--kubeconfig", str(tmp_path / "kubeconfig"), "--definitions-dir", str(tmp_path / "defs")]
     assert adopt.main([*arguments, "api", "legacy"]) == 0
     assert yaml.safe_load((tmp_path / "defs" / "apis" / "legacy.yaml").read_text())["api_id"] == "legacy"
+
+
+def test_a_large_batch_is_verified_with_one_list_per_replica(
+    cluster: GatewayCluster, kube: KubeProxyDouble, tmp_path: Path
+) -> None:
+    apis, _ = providers(kube, tmp_path)
+    apis.create(props(apis, TARGET, api_definition("warm-up")))  # existence check and pod lookup done
+    for replica in cluster.replicas.values():
+        replica.reset_stats()
+    definitions = [props(apis, TARGET, api_definition(f"api-{i}")) for i in range(20)]
+    with ThreadPoolExecutor(20) as pool:  # more concurrent writes than GET_LIMIT end up in one batch
+        list(pool.map(apis.create, definitions))
+    batches = apis._gateway({"gateway_url": TARGET}).reloads.batches
+    large = sum(1 for size in batches[1:] if size > GET_LIMIT)
+    assert large >= 1
+    for replica in cluster.replicas.values():
+        assert replica.stats.calls["GET /tyk/apis"] == large
+        assert sorted(replica.loaded_apis) == sorted(["warm-up", *(f"api-{i}" for i in range(20))])
