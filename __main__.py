@@ -15,7 +15,13 @@ from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
-from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
+from components.settings import (
+    ConfigError,
+    config_problem,
+    parse_settings,
+    raw_stack_config,
+    required_secrets,
+)
 from components.storage import SharedStorage, SharedStorageArgs
 from tyk_gateway.loader import declare_definitions
 
@@ -32,15 +38,17 @@ def secret_or_generated(config: pulumi.Config, key: str, length: int) -> pulumi.
 
 def main() -> None:
     config = pulumi.Config()
-    settings = parse_settings(raw_stack_config())  # raises ConfigError before any resource is declared
+    stack_file = PROJECT_DIR / f"Pulumi.{pulumi.get_stack()}.yaml"  # where config problems are located
+    settings = parse_settings(raw_stack_config(), stack_file)  # raises ConfigError before any resource
     missing = [key for key in sorted(required_secrets(settings)) if config.get_secret(key) is None]
     if missing:
         raise ConfigError(
-            "invalid stack configuration:\n"
-            + "\n".join(
-                f"  tyk-aks:{key} = (missing): needed by apiManagement; run `pulumi config set --secret {key} ...`"
-                for key in missing
+            config_problem(
+                [key],
+                f"tyk-aks:{key} = (missing): needed by apiManagement; run `pulumi config set --secret {key} ...`",
+                stack_file,
             )
+            for key in missing
         )
     labels = {"app.kubernetes.io/part-of": "tyk-aks", "app.kubernetes.io/managed-by": "pulumi"}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tyk_gateway.client import ClientSettings
+from tyk_gateway.problems import InputError, Problem, located
 
 PROJECT = "tyk-aks"
 SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
@@ -38,8 +40,9 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 _DECIMAL = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 
 
-class ConfigError(ValueError):
-    """Invalid stack configuration; the message names each bad `tyk-aks:` key and value."""
+class ConfigError(InputError):
+    """Invalid stack configuration: one line per problem, naming the `tyk-aks:` key and its value, at its
+    `file:line:column` in the stack file when the file is known."""
 
 
 def _hostname(value: str) -> str:
@@ -373,49 +376,61 @@ class StackSettings(Model):
 
 _RELATIVE_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9_.]*) = (?P<value>.+?): (?P<reason>.+)$", re.DOTALL)
 
+ConfigPath = list[str | int]
 
-def _format_errors(error: ValidationError) -> str:
-    lines = []
+
+def config_problem(path: ConfigPath, text: str, source: Path | None = None) -> Problem:
+    """A problem about the stack setting at `path` (`["gateway", "replicas"]`), located in `source` if given."""
+    if source is None:
+        return Problem(text)
+    head = str(path[0]) if path else ""
+    return located(text, source, ["config", (f"{PROJECT}:{head}", head), *path[1:]] if path else ["config"])
+
+
+def _problems(error: ValidationError, source: Path | None) -> list[Problem]:
+    problems = []
     for item in error.errors():
-        path = [str(part) for part in item["loc"]]
-        key = f"{PROJECT}:{'.'.join(path)}" if path else PROJECT
+        path: ConfigPath = list(item["loc"])
         value = item.get("input")  # pydantic reports the value found at `loc`
         message = str(item["msg"]).removeprefix("Value error, ")
         shown = "(missing)" if item["type"] == "missing" else repr(value)
         # Cross-field validators name the offending sub-key themselves ("sizes.apps = '1Gi': ..."): use it.
         relative = _RELATIVE_KEY.match(message)
         if relative:
-            key = f"{key}.{relative['key']}" if path else f"{PROJECT}:{relative['key']}"
+            path += [int(p) if p.isdigit() else p for p in relative["key"].split(".")]
             shown, message = relative["value"], relative["reason"]
-        lines.append(f"  {key} = {shown}: {message}")
-    return "invalid stack configuration:\n" + "\n".join(lines)
+        key = f"{PROJECT}:{'.'.join(map(str, path))}" if path else PROJECT
+        problems.append(config_problem(path, f"{key} = {shown}: {message}", source))
+    return problems
 
 
-def parse_settings(raw_config: Mapping[str, str]) -> StackSettings:
+def parse_settings(raw_config: Mapping[str, str], source: Path | None = None) -> StackSettings:
     """Validate raw stack config (`{"tyk-aks:gateway": "<json>", ...}`, as Pulumi stores it).
 
-    Raises ConfigError naming every bad key and value. Secret keys are ignored here.
+    Raises ConfigError naming every bad key and value; with `source` (the stack file), each problem carries
+    its position in the file. Secret keys are ignored here.
     """
     document: dict[str, Any] = {}
-    unknown = []
+    problems: list[Problem] = []
     fields = {field.alias or name for name, field in StackSettings.model_fields.items()}
     for full_key, text in raw_config.items():
         namespace, _, key = full_key.partition(":")
         if namespace != PROJECT or key in SECRET_KEYS:
             continue
         if key not in fields:
-            unknown.append(f"  {full_key}: unknown key (known: {', '.join(sorted(fields | SECRET_KEYS))})")
+            known = ", ".join(sorted(fields | SECRET_KEYS))
+            problems.append(config_problem([key], f"{full_key}: unknown key (known: {known})", source))
             continue
         try:
             document[key] = json.loads(text)
         except (json.JSONDecodeError, TypeError):
             document[key] = text  # plain strings such as `namespace: tyk`
-    if unknown:
-        raise ConfigError("invalid stack configuration:\n" + "\n".join(unknown))
+    if problems:
+        raise ConfigError(problems)
     try:
         return StackSettings.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(_format_errors(error)) from None
+        raise ConfigError(_problems(error, source)) from None
 
 
 def required_secrets(settings: StackSettings) -> set[str]:
