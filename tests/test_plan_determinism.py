@@ -18,7 +18,7 @@ import pytest
 
 from offline.diff import compare, render
 from offline.mocks import OfflineMocks, RecordingMonitor
-from offline.plan import machine_independent_environment, render_tree, run_program
+from offline.plan import machine_independent_environment, read_stack_config, render_tree, run_program
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RUNS = 5
@@ -118,3 +118,12 @@ def test_no_resource_warnings_in_development_mode() -> None:
     assert result.returncode == 0, result.stderr
     assert "unclosed event loop" not in result.stderr
     assert "Exception ignored" not in result.stderr
+
+
+def test_generated_certificates_are_the_same_on_every_run() -> None:
+    """With the webhook on, keys and certificates (and the caBundle built from them) don't churn the plan."""
+    config, secret_keys, _ = read_stack_config("dev")
+    config["tyk-aks:controller"] = json.dumps({"enabled": True, "webhook": {"enabled": True}})
+    plans = {json.dumps(run_program("dev", config, secret_keys).to_json(), sort_keys=True) for _ in range(2)}
+    assert len(plans) == 1
+    assert "caBundle" in next(iter(plans))
