@@ -12,6 +12,7 @@ import pytest
 from components.settings import ConfigError, StackSettings, parse_settings, quantity_value
 from offline.mocks import OfflineMocks, RecordingMonitor
 from offline.plan import PROJECT_DIR, read_stack_config, run_program
+from tyk_gateway.problems import Problem
 
 GATEWAY = {"replicas": 2, "hostnames": ["api.example.com"]}
 
@@ -236,3 +237,34 @@ def test_a_stack_file_that_is_not_yaml_names_the_file_and_position(tmp_path: Pat
     [line] = str(caught.value).splitlines()
     assert line.startswith(f"{tmp_path / 'Pulumi.dev.yaml'}:4:1: not valid YAML")
     assert "<unicode string>" not in line
+
+
+def test_plan_prints_one_line_per_problem_and_a_traceback_only_in_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offline import plan
+
+    def broken(stack: str) -> Any:
+        raise ConfigError([Problem("first problem", "Pulumi.dev.yaml", 3, 5), Problem("second problem")])
+
+    monkeypatch.setattr(plan, "run_program", broken)
+    monkeypatch.delenv("TYK_AKS_DEBUG", raising=False)
+    assert plan.main(["dev"]) == 1
+    assert capsys.readouterr().err == "error: Pulumi.dev.yaml:3:5: first problem\nerror: second problem\n"
+    monkeypatch.setenv("TYK_AKS_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        plan.main(["dev"])
+
+
+def test_under_pulumi_the_program_raises_a_run_error_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The language host prints a RunError's message alone, any other exception with its traceback."""
+    bad = raw(gateway={**GATEWAY, "replicas": 0})
+    monkeypatch.delenv("TYK_AKS_DEBUG", raising=False)
+    with pytest.raises(pulumi.RunError):
+        run_program("dev", config=bad, placeholder_secrets=False)
+    monkeypatch.setenv("TYK_AKS_DEBUG", "1")
+    with pytest.raises(RuntimeError) as caught:
+        run_program("dev", config=bad, placeholder_secrets=False)
+    assert not isinstance(caught.value, pulumi.RunError) and isinstance(caught.value.__cause__, ConfigError)
