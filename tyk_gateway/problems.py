@@ -119,7 +119,10 @@ def syntax_problem(path: Path, error: Exception) -> Problem:
         return Problem(f"not valid JSON: {error.msg}", shown_path(path), error.lineno, error.colno)
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
-        what = " ".join(part for part in (error.context, error.problem) if part) or "syntax error"
+        what = error.problem or error.context or "syntax error"
+        if error.problem and error.context:
+            where = f" at line {error.context_mark.line + 1}" if error.context_mark else ""
+            what = f"{error.problem} ({error.context}{where})"
         if mark is None:
             return Problem(f"not valid YAML: {what}", shown_path(path))
         return Problem(f"not valid YAML: {what}", shown_path(path), mark.line + 1, mark.column + 1)
