@@ -40,10 +40,14 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$")
 _DNS_1123_LABEL = re.compile(rf"^{_DNS_LABEL}$")
 _DNS_1123_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-# Kubernetes resource.Quantity, the forms people write (no exponent notation).
-_QUANTITY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+# Kubernetes resource.Quantity (apimachinery/pkg/api/resource/quantity.go): a signed decimal number, then a
+# binary suffix, a decimal suffix, or a decimal exponent (`1e3`).
+_QUANTITY = re.compile(
+    r"^(?P<sign>[+-]?)(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 
 
 class ConfigError(InputError):
@@ -87,8 +91,11 @@ def quantity_value(quantity: str) -> float:
     if match is None:
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 1Gi, 500Mi, 250m, 2)")
     suffix = match["suffix"] or ""
-    factor = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
-    return float(match["number"]) * factor
+    if suffix[:1] in ("e", "E"):
+        factor = 10.0 ** int(suffix[1:])
+    else:
+        factor = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
+    return (-1 if match["sign"] == "-" else 1) * float(match["number"]) * factor
 
 
 def _number_as_quantity(value: Any) -> Any:
@@ -101,7 +108,8 @@ def _number_as_quantity(value: Any) -> Any:
 
 
 def _quantity(value: str) -> str:
-    quantity_value(value)
+    if quantity_value(value) < 0:
+        raise ValueError("a resource quantity can't be negative")
     return value
 
 

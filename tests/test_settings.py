@@ -115,7 +115,18 @@ def test_secret_keys_and_other_namespaces_are_not_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("quantity", "value"), [("1Gi", 2**30), ("100Gi", 100 * 2**30), ("500M", 5e8), ("250m", 0.25), ("2", 2)]
+    ("quantity", "value"),
+    [
+        ("1Gi", 2**30),
+        ("100Gi", 100 * 2**30),
+        ("500M", 5e8),
+        ("250m", 0.25),
+        ("2", 2),
+        ("1e3", 1000),  # the forms Kubernetes also takes: decimal exponent, n/u suffixes, sign, leading dot
+        ("100n", pytest.approx(1e-7)),
+        ("+.5", 0.5),
+        ("-1", -1),
+    ],
 )
 def test_quantity_value(quantity: str, value: float) -> None:
     assert quantity_value(quantity) == value
@@ -192,6 +203,11 @@ def test_nested_unknown_keys_list_the_known_ones() -> None:
         ({"sizes": {"apps": 0}}, None, "tyk-aks:storage.sizes.apps = 0: a volume size must be more than 0"),
         ({}, {"requests": {"cpu": True}}, "tyk-aks:gateway.resources.requests.cpu = True"),
         ({}, {"requests": {"cpu": "0"}}, None),  # a request of nothing is allowed, as in Kubernetes
+        (
+            {},
+            {"limits": {"memory": "-1Gi"}},
+            "tyk-aks:gateway.resources.limits.memory = '-1Gi': a resource quantity",
+        ),
     ],
 )
 def test_quantities_as_kubernetes_takes_them(
