@@ -1,16 +1,19 @@
-"""Compare two offline plans and print what changes: resources added, removed and changed, with old -> new values.
+"""Compare two offline plans and print what `pulumi up` would do: create, update, replace, delete.
 
 Runs the program under mocks (`offline.plan`), so it needs no cluster, cloud account, Pulumi CLI or secrets:
-usable on any pull request. Secrets are masked (a changed secret shows as unchanged `[secret]`).
+usable on any pull request. Secrets are masked (a changed secret shows as unchanged `[secret]`). Each changed
+input is classified by `offline.replacements` (the providers' rules): updated in place, forcing a
+replacement (`+-`), or refused by the API. Replacements and deletions of stateful resources come first.
 
     python -m offline.diff dev prod                      # two stacks of the working tree
     python -m offline.diff --base origin/main dev        # stack dev at a git revision vs the working tree
+    python -m offline.diff --base origin/main dev prod   # several stacks against one revision, one report
     python -m offline.diff dev@origin/main dev@HEAD      # two revisions (any of: stack, stack@rev, plan.json)
     python -m offline.diff old.json new.json             # two saved `python -m offline.plan <stack> --json`
 
-Exit code 0 whatever the difference (1 with --exit-code when there is one); 2 when a plan can't be computed.
-A revision is exported with `git archive` into a temporary folder and planned there by its own code, in a
-subprocess; the repository and the working tree are left untouched.
+Exit code 0 whatever the difference (1 with --exit-code when there is one); 2 when a plan can't be computed,
+with one line per problem. A revision is exported with `git archive` into a temporary folder and planned
+there by its own code, in a subprocess; the repository and the working tree are left untouched.
 """
 
 from __future__ import annotations

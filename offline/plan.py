@@ -5,6 +5,10 @@ registration. Secrets are masked; an encrypted (`secure:`) value, which can't be
 secrets provider, is replaced by a placeholder secret, as is `apiSecret` when the stack manages API
 definitions and doesn't set it.
 
+The output is deterministic: resources in the order the program declares them, keys sorted, generated keys
+and certificates derived from their inputs. Bad input (stack file, definition files) prints one
+`error: file:line:column: problem` line per problem and exits 1 (`TYK_AKS_DEBUG=1` adds the traceback).
+
     python -m offline.plan dev                # tree of resources with their inputs
     python -m offline.plan prod --json        # the same as JSON (input of `python -m offline.diff`)
 """
