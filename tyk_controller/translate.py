@@ -158,6 +158,12 @@ def gateway_domain(host: str) -> str:
 def listen_path_for(path: str, path_type: str, scheme: str, *, host_has_exact_root: bool = False) -> str:
     """The listen path that makes the gateway's prefix router match like Kubernetes' ``pathType``."""
     if path_type == "Exact":
+        if path == "/":
+            return "/" + EXACT_MATCHER[scheme]
+        # A trailing "/" goes into the variable: a segment wholly inside {...} would not count towards the
+        # gateway's sort key, and the Exact path would lose to shorter ones.
+        if path.endswith("/"):
+            return path[:-1] + EXACT_MATCHER[scheme].replace(":$}", ":/$}")
         return path + EXACT_MATCHER[scheme]
     trimmed = path.rstrip("/")  # Prefix ignores a trailing slash: /foo/ matches /foo
     if not trimmed:
@@ -470,6 +476,20 @@ def _routes(
         for host in sorted(hosts | {""}):
             if (host, "/", "Prefix") not in seen:
                 add(host, "/", "Prefix", default, "spec.defaultBackend")
+    elif "" in {route.host for route in routes}:
+        bare = sorted(
+            {r.host for r in routes if r.host}
+            - {r.host for r in routes if r.path_type == "Prefix" and r.path == "/"}
+        )
+        if bare:
+            problems.append(
+                Problem(
+                    "spec.rules",
+                    "HostFallthrough",
+                    f"requests to {', '.join(bare)} that match none of that host's paths are served by the "
+                    "rules without host (Kubernetes would answer 404); add a '/' path or a defaultBackend",
+                )
+            )
     exact_hosts = {route.host for route in routes if route.host and not route.host.startswith("*.")}
     for host in sorted({route.host for route in routes if route.host.startswith("*.")}):
         shadowed = sorted(h for h in exact_hosts if h.split(".", 1)[1] == host[2:])
