@@ -419,7 +419,8 @@ def _routes(
     seen: dict[tuple[str, str, str], str] = {}
 
     def add(host: str, path: str, path_type: str, backend: Any, where: str) -> None:
-        target = _backend(backend, namespace, services, where, problems)
+        backend_where = where if where == "spec.defaultBackend" else f"{where}.backend"
+        target = _backend(backend, namespace, services, backend_where, problems)
         if target is None:
             return
         key = (host, (path.rstrip("/") or "/") if path_type == "Prefix" else path, path_type)
@@ -518,7 +519,7 @@ def _backend(
         kind = (backend["resource"] or {}).get("kind", "?")
         problems.append(
             Problem(
-                f"{where}.backend.resource",
+                f"{where}.resource",
                 "UnsupportedBackend",
                 f"resource backend ({kind}) can't be expressed as a gateway API; this path is not served",
             )
@@ -534,7 +535,7 @@ def _backend(
     if found is None:
         problems.append(
             Problem(
-                f"{where}.backend.service",
+                f"{where}.service",
                 "ServiceNotFound",
                 f"Service {namespace}/{service_name} not found, so port {port_name!r} can't be resolved; "
                 "this path is not served until the Service exists",
@@ -546,7 +547,7 @@ def _backend(
             return service_name, int(service_port["port"])
     problems.append(
         Problem(
-            f"{where}.backend.service.port.name",
+            f"{where}.service.port.name",
             "ServicePortNotFound",
             f"Service {namespace}/{service_name} has no port named {port_name!r}; this path is not served",
         )
