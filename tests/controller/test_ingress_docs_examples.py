@@ -403,7 +403,7 @@ def test_path_matching_table(
     kind: str, paths: list[str], requests: list[str], matches: Any, with_default: bool
 ) -> None:
     types = ["Prefix", "Exact"] if kind == "Mixed" else [kind] * len(paths)
-    items = [
+    items: list[dict[str, Any]] = [
         {"path": path, "pathType": path_type,
          "backend": {"service": {"name": f"svc-{path_type.lower()}{path.replace('/', '-')}", "port": {"number": 80}}}}
         for path, path_type in zip(paths, types, strict=True)
