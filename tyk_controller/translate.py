@@ -117,8 +117,8 @@ def ingress_handled(
         return bool(class_name == config.ingress_class)
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
-    if legacy is not None:
-        return bool(legacy == config.ingress_class)
+    if legacy is not None:  # compared case-insensitively, as tyk-k8s did
+        return bool(str(legacy).lower() == config.ingress_class)
     return default_class
 
 

@@ -48,7 +48,7 @@ def test_setters_of_every_kind_apply_last() -> None:
     api = only_api(
         {
             "template.service.tyk.io": "token-auth",
-            "bool.service.tyk.io/use-keyless": "true",
+            "bool.service.tyk.io/use-keyless": "True",
             "bool.service.tyk.io/use-standard-auth": "false",
             "num.service.tyk.io/session-lifetime": "3600",
             "string.service.tyk.io/name": "Shop API",
@@ -81,6 +81,8 @@ def test_generated_fields_win_over_the_template() -> None:
     [
         ({"bool.service.tyk.io/use-keyless": "yes"}, "InvalidAnnotation", "not a boolean"),
         ({"num.service.tyk.io/session-lifetime": "1h"}, "InvalidAnnotation", "not an integer"),
+        ({"num.service.tyk.io/session-lifetime": " 1"}, "InvalidAnnotation", "not an integer"),
+        ({"bool.service.tyk.io/use-keyless": "1"}, "InvalidAnnotation", "not a boolean"),
         ({"object.service.tyk.io/auth": "[1]"}, "InvalidAnnotation", "not a JSON object"),
         ({"array.service.tyk.io/tags": "{"}, "InvalidAnnotation", "not JSON"),
         ({"string.service.tyk.io/proxy.listen-path": "/x"}, "InvalidAnnotation", "can't be set by annotation"),
