@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -553,3 +553,73 @@ def _backend(
         )
     )
     return None
+
+
+# --- across Ingresses ---------------------------------------------------------------------------------
+
+
+def route_key(definition: Mapping[str, Any]) -> str:
+    """The gateway's listen-path collision key (``countApisByListenHash``): domain + listen path, no port."""
+    domain = "" if definition.get("domain_disabled") else str(definition.get("domain") or "")
+    return domain + str((definition.get("proxy") or {}).get("listen_path") or "")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    apis: dict[str, dict[str, Any]]  # api_id -> definition, every Ingress's APIs that can be served together
+    problems: dict[tuple[str, str], list[Problem]]  # (namespace, name) -> what was left out, and why
+
+
+def resolve_conflicts(
+    apis_by_ingress: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+    *,
+    order: list[tuple[str, str]],
+    foreign: Iterable[Mapping[str, Any]] = (),
+) -> Resolution:
+    """Combine the translations of several Ingresses into one API set the gateway serves as intended.
+
+    The gateway renames *every* API sharing a domain + listen path (they all stop answering on it), so two
+    Ingresses routing the same host and path, or an Ingress and an API the controller doesn't own
+    (``foreign``: ``TykApi`` resources, hand-made APIs), can't both be written. The Ingress first in ``order``
+    (the runtime passes oldest ``creationTimestamp`` first, as ingress-nginx decides) keeps the route; the
+    others lose that API and get a ``PathConflict`` problem. Foreign APIs always win: they are never touched.
+    Also, ``Prefix /`` of one Ingress and ``Exact /`` of another on the same host would tie in the gateway's
+    sort; the Prefix one is rewritten to leave ``/`` to the Exact one.
+    """
+    rank = {owner: index for index, owner in enumerate(order)}
+    owners = sorted(apis_by_ingress, key=lambda owner: (rank.get(owner, len(rank)), owner))
+    claimed: dict[str, str] = {
+        route_key(api): f"API {api.get('api_id')!r} (not managed by this controller)" for api in foreign
+    }
+    result: dict[str, dict[str, Any]] = {}
+    problems: dict[tuple[str, str], list[Problem]] = {}
+    for owner in owners:
+        for api_id, api in apis_by_ingress[owner].items():
+            key = route_key(api)
+            holder = claimed.get(key)
+            if holder is not None:
+                listen_path = (api.get("proxy") or {}).get("listen_path")
+                problems.setdefault(owner, []).append(
+                    Problem(
+                        "spec.rules",
+                        "PathConflict",
+                        f"{api.get('name', api_id)}: host {api.get('domain') or '*'!r} with listen path "
+                        f"{listen_path!r} is already served by {holder}; this route is not written",
+                    )
+                )
+                continue
+            claimed[key] = f"Ingress {owner[0]}/{owner[1]}"
+            result[api_id] = dict(api)
+    exact_roots = {
+        (api.get("domain") or "", api.get("protocol"))
+        for api in result.values()
+        if (api.get("proxy") or {}).get("listen_path") in {"/" + m for m in EXACT_MATCHER.values()}
+    }
+    for api in result.values():
+        scheme = str(api.get("protocol") or "http")
+        proxy = api.get("proxy") or {}
+        if (api.get("domain") or "", scheme) in exact_roots and proxy.get("listen_path") == ROOT_PREFIX.get(
+            scheme
+        ):
+            api["proxy"] = {**proxy, "listen_path": ROOT_BUT_EXACT[scheme]}
+    return Resolution(result, problems)
