@@ -24,6 +24,7 @@ How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -186,10 +187,13 @@ def listen_path_length(listen_path: str) -> int:
 # --- translation ------------------------------------------------------------------------------------
 
 
-#: Under the template: what an API needs to route (``tyk_gateway.models`` would add version_data anyway).
+#: Under the template: what an API needs to route like an Ingress (a template or an annotation may change it).
 BASE_DEFINITION: dict[str, Any] = {
     "active": True,
     "use_keyless": True,
+    # The backend sees the client's Host header, as behind ingress-nginx or Traefik (the gateway would
+    # otherwise send the Service's in-cluster name).
+    "proxy": {"preserve_host_header": True},
     "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
 }
 DEFAULT_TEMPLATE = "default"
@@ -293,17 +297,13 @@ def _build(
     route: Route,
     problems: list[Problem],
 ) -> dict[str, Any] | None:
-    """Base < template < generated < annotations; then the ownership marker; validated like ``TykApi``."""
-    definition = deep_merge(deep_merge(BASE_DEFINITION, template), generated)
-    try:
-        normalize_api(definition)
-    except DefinitionError as error:
-        problems.append(
-            Problem(
-                route.field, "InvalidDefinition", f"{error}; the Ingress's APIs are left as they are", True
-            )
-        )
-        return None
+    """Base < template < generated < annotations; then the ownership marker; validated like ``TykApi``.
+
+    One validation per API; only when it fails is the definition validated again without the annotations, to
+    tell a template's fault from an annotation's.
+    """
+    merged = deep_merge(deep_merge(BASE_DEFINITION, template), generated)
+    definition = copy.deepcopy(merged)
     setter_errors = apply_setters(definition, setters)
     if setter_errors:
         problems += [_annotation_problem(setter_error) for setter_error in setter_errors]
@@ -316,24 +316,34 @@ def _build(
     try:
         return normalize_api(definition)
     except DefinitionError as error:
-        for line in error.problems:
-            field_path = line.split(":", 1)[0].removeprefix("definition.")
-            culprits = [
-                s.annotation
-                for s in setters
-                if field_path == ".".join(s.path)
-                or field_path.startswith(".".join(s.path) + ".")
-                or ".".join(s.path).startswith(field_path + ".")
-            ] or [s.annotation for s in setters]
-            problems.append(
-                Problem(
-                    f"metadata.annotations[{culprits[0]}]",
-                    "InvalidAnnotation",
-                    f"{line} (set by {', '.join(culprits)}); the Ingress's APIs are left as they are",
-                    fatal=True,
-                )
+        failure = error
+    try:
+        normalize_api(merged)
+    except DefinitionError as error:
+        problems.append(
+            Problem(
+                route.field, "InvalidDefinition", f"{error}; the Ingress's APIs are left as they are", True
             )
+        )
         return None
+    for line in failure.problems:
+        field_path = line.split(":", 1)[0].removeprefix("definition.")
+        culprits = [
+            s.annotation
+            for s in setters
+            if field_path == ".".join(s.path)
+            or field_path.startswith(".".join(s.path) + ".")
+            or ".".join(s.path).startswith(field_path + ".")
+        ] or [s.annotation for s in setters]
+        problems.append(
+            Problem(
+                f"metadata.annotations[{culprits[0]}]",
+                "InvalidAnnotation",
+                f"{line} (set by {', '.join(culprits)}); the Ingress's APIs are left as they are",
+                fatal=True,
+            )
+        )
+    return None
 
 
 def _tls(

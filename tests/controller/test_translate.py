@@ -68,6 +68,7 @@ def test_simple_prefix_rule() -> None:
         "listen_path": "/cart{http:/|$}",
         "target_url": "http://cart.shop.svc:80",
         "strip_listen_path": False,
+        "preserve_host_header": True,
     }
     assert api["protocol"] == "http"
     assert api["listen_port"] == 8080
