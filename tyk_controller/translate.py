@@ -28,7 +28,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,7 @@ _WILDCARD_LABEL = "{wildcard}"
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Characters the mux template syntax or the gateway's loader would misread in a literal path.
 _UNSAFE_PATH_CHARS = set("{} \t\r\n")
+_REGEX_CHARS = set("*+?()[]^$|\\")
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,16 @@ class Route:
 
 
 def ingress_handled(
-    ingress: Mapping[str, Any], config: ControllerConfig, *, default_class: bool = False
+    ingress: Mapping[str, Any],
+    config: ControllerConfig,
+    *,
+    default_class: bool = False,
+    classes: Collection[str] = (),
 ) -> bool:
     """Whether this controller serves the Ingress.
 
-    ``spec.ingressClassName`` wins when set: it must equal ``config.ingress_class`` (the runtime only lets
-    IngressClasses whose ``spec.controller`` is ``config.controller_name`` through, by naming one here).
+    ``spec.ingressClassName`` wins when set: it must be ``config.ingress_class`` or one of ``classes`` (the
+    runtime may pass the names of the IngressClasses whose ``spec.controller`` is ``config.controller_name``).
     Without it, the legacy annotation ``kubernetes.io/ingress.class`` decides. With neither, the Ingress is
     served only when the IngressClass ``config.ingress_class`` is marked as the cluster default
     (``ingressclass.kubernetes.io/is-default-class: "true"``); the runtime passes that as ``default_class``.
@@ -115,7 +120,7 @@ def ingress_handled(
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName")
     if class_name:
-        return bool(class_name == config.ingress_class)
+        return bool(class_name == config.ingress_class or class_name in classes)
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
     if legacy is not None:  # compared case-insensitively, as tyk-k8s did
@@ -394,28 +399,31 @@ def _tls(
             )
             continue
         certificates[certificate.cert_id] = certificate.pem
-        for host in entry.get("hosts") or [""]:
-            if host not in rule_hosts:
+        for tls_host in entry.get("hosts") or [""]:
+            # A rule host takes the entry when it is listed, or when a wildcard TLS host covers it.
+            covered = sorted(h for h in rule_hosts if h == tls_host or (tls_host and covers((tls_host,), h)))
+            if not covered:
                 problems.append(
                     Problem(
                         f"{where}.hosts",
                         "TLSHostWithoutRule",
-                        f"TLS host {host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
+                        f"TLS host {tls_host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
                     )
                 )
                 continue
-            if host and not covers(certificate.dns_names, host):
-                problems.append(
-                    Problem(
-                        f"{where}.hosts",
-                        "TLSHostMismatch",
-                        f"certificate of Secret {namespace}/{secret_name} ({', '.join(certificate.dns_names)}) "
-                        f"does not cover {host!r}; clients will reject it",
+            for host in covered:
+                if host and not covers(certificate.dns_names, host):
+                    problems.append(
+                        Problem(
+                            f"{where}.hosts",
+                            "TLSHostMismatch",
+                            f"certificate of Secret {namespace}/{secret_name} "
+                            f"({', '.join(certificate.dns_names)}) does not cover {host!r}; clients will reject it",
+                        )
                     )
-                )
-            ids = hosts.setdefault(host, [])
-            if certificate.cert_id not in ids:
-                ids.append(certificate.cert_id)
+                ids = hosts.setdefault(host, [])
+                if certificate.cert_id not in ids:
+                    ids.append(certificate.cert_id)
     return hosts, certificates
 
 
@@ -462,6 +470,15 @@ def _routes(
             path_type = str(item.get("pathType") or "ImplementationSpecific")
             if path_type == "ImplementationSpecific":
                 path_type = "Prefix"
+                if _REGEX_CHARS & set(path):
+                    problems.append(
+                        Problem(
+                            path_where,
+                            "LiteralPath",
+                            f"ImplementationSpecific path {path!r} is matched as a Prefix, character for "
+                            "character: regular expressions are not supported",
+                        )
+                    )
             if path_type not in {"Exact", "Prefix"}:
                 problems.append(
                     Problem(path_where, "UnsupportedPathType", f"pathType {path_type!r} is not served")
