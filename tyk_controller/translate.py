@@ -20,6 +20,10 @@ How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader
 * The Ingress's backend port is the Service port: by number, or by name through the Service's
   ``spec.ports``. The target is ``http://<service>.<namespace>.svc:<port>``; paths are passed on unchanged
   (``strip_listen_path: false``), as Kubernetes specifies.
+* Across Ingresses, ``resolve_conflicts`` keeps two of them from claiming the same host and path (the
+  gateway would rename both and serve neither).
+
+User-facing description: ``docs/ingress-controller.md``.
 """
 
 from __future__ import annotations
@@ -53,8 +57,9 @@ LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 #: Mux variables appended to a Kubernetes path to get Kubernetes matching from a prefix router.
 PREFIX_MATCHER = {"http": "{http:/|$}", "https": "{https:/|$}"}
 EXACT_MATCHER = {"http": "{http_exact:$}", "https": "{https_exact:$}"}
-#: ``Prefix /`` when the same host also has ``Exact /``: every path but ``/`` itself (see ``_listen_path``).
+#: ``Prefix /`` when the same host also has ``Exact /``: every path but ``/`` itself (``listen_path_for``).
 ROOT_BUT_EXACT = {"http": "/{http:.+}", "https": "/{https:.+}"}
+#: ``Prefix /``; the HTTPS one matches the same but is another string (the collision check ignores ports).
 ROOT_PREFIX = {"http": "/", "https": "/{https:.*}"}
 
 _API_ID_PREFIX = "ingress"
