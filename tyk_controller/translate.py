@@ -441,9 +441,7 @@ def _routes(
     routes: list[Route] = []
     seen: dict[tuple[str, str, str], str] = {}
 
-    def add(host: str, path: str, path_type: str, backend: Any, where: str) -> None:
-        backend_where = where if where == "spec.defaultBackend" else f"{where}.backend"
-        target = _backend(backend, namespace, services, backend_where, problems)
+    def add(host: str, path: str, path_type: str, target: tuple[str, int] | None, where: str) -> None:
         if target is None:
             return
         key = (host, (path.rstrip("/") or "/") if path_type == "Prefix" else path, path_type)
@@ -499,16 +497,18 @@ def _routes(
                     )
                 )
                 continue
-            add(host, path, path_type, item.get("backend"), path_where)
+            target = _backend(item.get("backend"), namespace, services, f"{path_where}.backend", problems)
+            add(host, path, path_type, target, path_where)
 
     default = spec.get("defaultBackend")
-    if default:
+    target = _backend(default, namespace, services, "spec.defaultBackend", problems) if default else None
+    if target is not None:
         # Kubernetes sends a request whose host has rules but no matching path to the default backend, not to
         # the host-less rules: so each rule host gets its own catch-all, unless it routes "/" itself.
         hosts = {route.host for route in routes}
         for host in sorted(hosts | {""}):
             if (host, "/", "Prefix") not in seen:
-                add(host, "/", "Prefix", default, "spec.defaultBackend")
+                add(host, "/", "Prefix", target, "spec.defaultBackend")
     elif "" in {route.host for route in routes}:
         bare = sorted(
             {r.host for r in routes if r.host}

@@ -262,3 +262,18 @@ def test_regex_looking_implementation_specific_paths_are_flagged() -> None:
         ingress({"rules": [rule(None, ("/api/.*", "ImplementationSpecific", backend("web", 80)))]})
     )
     assert [p.reason for p in result.problems] == ["LiteralPath"] and len(result.apis) == 1
+
+
+def test_an_unservable_default_backend_is_reported_once() -> None:
+    resource = {"resource": {"apiGroup": "k8s.example.com", "kind": "StorageBucket", "name": "static"}}
+    obj = ingress(
+        {
+            "defaultBackend": resource,
+            "rules": [rule(h, ("/x", "Prefix", backend("x", 80))) for h in ("a.com", "b.com")],
+        }
+    )
+    result = translate(obj)
+    assert [(p.field, p.reason) for p in result.problems] == [
+        ("spec.defaultBackend.resource", "UnsupportedBackend")
+    ]
+    assert len(result.apis) == 2
