@@ -17,10 +17,19 @@ from tests.controller.test_translate import translate
 from tests.controller.tls_fixtures import certificate, tls_secret
 
 SEGMENTS = ["a", "aa", "b"]
-# No precise host under a wildcard one: Kubernetes leaves that precedence open, and the translation reports
-# it (HostPrecedence, tested in test_translate.py).
-RULE_HOSTS = ["", "x.com", "y.com", "*.w.com"]
-REQUEST_HOSTS = ["x.com", "y.com", "a.w.com", "b.w.com", "c.a.w.com", "w.com", "z.com"]
+RULE_HOSTS = ["", "x.com", "y.com", "*.w.com", "a.w.com", "ab.w.com", "a-b.w.com"]
+REQUEST_HOSTS = [
+    "x.com",
+    "y.com",
+    "a.w.com",
+    "ab.w.com",
+    "abc.w.com",
+    "a-b.w.com",
+    "b.w.com",
+    "c.a.w.com",
+    "w.com",
+    "z.com",
+]
 
 
 def random_path(rng: random.Random) -> str:
@@ -37,7 +46,7 @@ def random_ingress(rng: random.Random) -> dict[str, Any]:
         return {"service": {"name": f"svc{next(services)}", "port": {"number": 80}}}
 
     rules = []
-    for host in rng.sample(RULE_HOSTS, rng.randint(1, 3)):
+    for host in rng.sample(RULE_HOSTS, rng.randint(1, 4)):
         paths = [
             {"path": random_path(rng), "pathType": rng.choice(["Exact", "Prefix", "ImplementationSpecific"]),
              "backend": backend()}
