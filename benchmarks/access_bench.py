@@ -1,6 +1,6 @@
 """Per-call cost of the three ways to reach the control API: direct, service proxy, port-forward.
 
-Run: ``python -m benchmarks.access_bench [--calls 300] [--apis 50]``
+Run: ``./run bench access_bench [--calls 300] [--apis 50]``
 
 All three end at the same gateway emulator (holding ``--apis`` APIs, so a list is a realistic
 payload) and use the provider's own ``GatewayClient`` (keep-alive, one session per thread):

@@ -1,6 +1,6 @@
 """Gateway calls, reloads and wall time of the Tyk provider for N managed APIs.
 
-Run: ``python -m benchmarks.provider_bench [--sizes 100 1000] [--changes 10 100] [--replicas 3]``
+Run: ``./run bench provider_bench [--sizes 100 1000] [--changes 10 100] [--replicas 3]``
 
 It starts the gateway emulator, then drives the API provider the way the Pulumi engine
 does (check/diff for every resource, create/update/read/delete where the engine would
