@@ -24,11 +24,15 @@ provider needs no more than the documented RBAC rules.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
 import http.client
 import itertools
 import json
 import socket
+import ssl
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +65,9 @@ class KubeProxyDouble:
     allowed: set[tuple[str, str]] | None = None
     requests: list[Request] = field(default_factory=list)
     forwarded_headers: list[dict[str, str]] = field(default_factory=list)
+    #: Serve HTTPS with a certificate for 127.0.0.1 from a CA of its own (``ca_pem``), as an API server does.
+    tls: bool = False
+    ca_pem: bytes = b""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -84,13 +91,16 @@ class KubeProxyDouble:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            self.ca_pem, context = _serving_context()
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         self._up = True
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
 
     def down(self) -> None:
         if self._up:
@@ -99,11 +109,14 @@ class KubeProxyDouble:
             self._server.server_close()
 
     def kubeconfig(self) -> dict[str, Any]:
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.tls:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "test", "cluster": cluster}],
             "users": [{"name": "ci", "user": {"token": self.token}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "ci"}}],
         }
@@ -262,3 +275,45 @@ class KubeProxyDouble:
             "code": code,
         }
         self._json(handler, code, status)
+
+
+def _serving_context() -> tuple[bytes, ssl.SSLContext]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (the API server's serving certificate)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-ca")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    folder = tempfile.mkdtemp(prefix="kube-double-")
+    cert_file, key_file = f"{folder}/server.crt", f"{folder}/server.key"
+    with open(cert_file, "wb") as out:
+        out.write(server.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return ca.public_bytes(serialization.Encoding.PEM), context

@@ -252,8 +252,9 @@ class GatewayClient:
             headers["Content-Type"] = "application/json"
         if self._transport is not None:
             headers.update(self._transport.headers())
+        session = self._session()
         try:
-            response = self._session().request(
+            response = session.request(
                 method,
                 self.base_url + path,
                 data=data,
@@ -261,6 +262,8 @@ class GatewayClient:
                 headers=headers,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
+                # Given per request: requests lets REQUESTS_CA_BUNDLE override a session's CA file otherwise.
+                verify=session.verify,
             )
         except requests.RequestException as error:
             reason = getattr(error.args[0], "reason", None) if error.args else None

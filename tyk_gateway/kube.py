@@ -210,13 +210,15 @@ class KubeApi:
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         s = self.transport.settings
+        session = self._session()
         try:
-            response = self._session().get(
+            response = session.get(
                 self.server + path,
                 params=params,
                 headers={"Accept": "application/json", **self.transport.headers()},
                 timeout=(s.connect_timeout, s.read_timeout),
                 allow_redirects=False,
+                verify=session.verify,  # per request, or REQUESTS_CA_BUNDLE would replace the cluster's CA
             )
         except requests.RequestException as error:
             raise self.transport.unreachable("GET", path, f"{type(error).__name__}: {error}") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -69,13 +70,14 @@ _private_lock = threading.Lock()
 
 
 def _private_file(name: str, data: bytes) -> str:
+    """A 0600 file holding ``data``, named by its content (several clusters may share one process)."""
     global _private_dir
     with _private_lock:
         if _private_dir is None:
             _private_dir = tempfile.mkdtemp(prefix="tyk-aks-kube-")
             os.chmod(_private_dir, 0o700)
             atexit.register(shutil.rmtree, _private_dir, True)
-        path = os.path.join(_private_dir, name)
+        path = os.path.join(_private_dir, f"{hashlib.sha256(data).hexdigest()[:16]}-{name}")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

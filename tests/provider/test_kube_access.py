@@ -49,6 +49,12 @@ def providers(
 ) -> tuple[_TykProvider, _TykProvider]:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(kube.kubeconfig()))
+    return providers_from(kubeconfig, secret, **management)
+
+
+def providers_from(
+    kubeconfig: Path, secret: str = SECRET, **management: Any
+) -> tuple[_TykProvider, _TykProvider]:
     config = stack_config(
         secret,
         management=management,
@@ -248,3 +254,21 @@ def test_a_large_batch_is_verified_with_one_list_per_replica(
     for replica in cluster.replicas.values():
         assert replica.stats.calls["GET /tyk/apis"] == large
         assert sorted(replica.loaded_apis) == sorted(["warm-up", *(f"api-{i}" for i in range(20))])
+
+
+def test_https_api_server_verified_with_the_kubeconfig_ca(cluster: GatewayCluster, tmp_path: Path) -> None:
+    kube = KubeProxyDouble(cluster, service=SERVICE, tls=True)
+    try:
+        apis, _ = providers(kube, tmp_path)  # kubeconfig with certificate-authority-data
+        apis.create(props(apis, TARGET, api_definition("a")))
+        assert all("a" in loaded for loaded in cluster.loaded("api").values())
+
+        new_command()
+        config = kube.kubeconfig()
+        del config["clusters"][0]["cluster"]["certificate-authority-data"]  # trust the system CAs only
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+        untrusted, _ = providers_from(tmp_path / "kubeconfig")
+        with pytest.raises(KubernetesAccessError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.create(props(untrusted, TARGET, api_definition("b")))
+    finally:
+        kube.down()
