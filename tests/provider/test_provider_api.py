@@ -283,6 +283,13 @@ def test_refresh_finding_many_objects_missing_costs_one_reload_and_two_lists(
     emulator.reload_now()
     new_command()
     emulator.reset_stats()
+    reads = [provider.read(a, outs[a]) for a in outs]  # one after the other: each miss comes on its own
+    assert [r.id for r in reads] == ["a", "", "", "", "e", ""]
+    assert emulator.stats.calls["GET /tyk/apis"] <= 2
+    assert emulator.stats.calls["GET /tyk/reload"] <= 1
+
+    new_command()  # and four at a time, as the plugin serves them
+    emulator.reset_stats()
     with ThreadPoolExecutor(4) as pool:
         reads = list(pool.map(lambda a: provider.read(a, outs[a]), outs))
     assert [r.id for r in reads] == ["a", "", "", "", "e", ""]
