@@ -70,8 +70,8 @@ class _Lenient(BaseModel):
 
 
 class AksRef(_Lenient):
-    resource_group_name: str = "tyk"
-    cluster_name: str = "tyk"
+    resource_group_name: str = "tyk-aks"  # the defaults of components.settings.AksSettings
+    cluster_name: str = "tyk-aks"
 
 
 class ClusterRef(_Lenient):

@@ -231,3 +231,16 @@ def test_subscription_from_config_then_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ARM_SUBSCRIPTION_ID", "from-env")
     assert kc.azure_subscription("from-config") == "from-config"
     assert kc.azure_subscription(None) == "from-env"
+
+
+def test_the_provider_reads_the_cluster_settings_the_program_validates() -> None:
+    """The provider parses `tyk-aks:cluster` leniently on its own; its defaults must be the program's."""
+    from components.settings import AksSettings, ClusterSettings
+    from tyk_gateway.provider import AksRef, ClusterRef
+
+    assert AksRef().resource_group_name == AksSettings().resource_group_name
+    assert AksRef().cluster_name == AksSettings().cluster_name
+    assert ClusterRef().mode == ClusterSettings().mode
+    raw = {"mode": "aks", "aks": {"resourceGroupName": "rg", "clusterName": "c", "vmSize": "Standard_D4s_v5"}}
+    parsed = ClusterRef.model_validate(raw)
+    assert (parsed.aks.resource_group_name, parsed.aks.cluster_name) == ("rg", "c")  # type: ignore[union-attr]
