@@ -272,3 +272,64 @@ def test_https_api_server_verified_with_the_kubeconfig_ca(cluster: GatewayCluste
             untrusted.create(props(untrusted, TARGET, api_definition("b")))
     finally:
         kube.down()
+
+
+def test_aks_cluster_reached_with_an_entra_token_and_the_endpoint_from_arm(
+    cluster: GatewayCluster, kube: KubeProxyDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cluster.mode aks: no kubeconfig anywhere; ARM says where the API server is, Entra ID signs us in."""
+    import base64
+    import threading
+    from functools import partial
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tyk_gateway import provider as provider_module
+    from tyk_gateway.kubeconfig import AKS_SERVER_APP_SCOPE
+
+    user_kubeconfig = {"clusters": [{"name": "tyk-prod", "cluster": {"server": kube.url}}], "users": []}
+
+    class Arm(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            assert self.path.startswith(
+                "/subscriptions/sub-1/resourceGroups/tyk-prod/providers/Microsoft.ContainerService/"
+                "managedClusters/tyk-prod/listClusterUserCredential"
+            )
+            value = base64.b64encode(yaml.safe_dump(user_kubeconfig).encode()).decode()
+            body = json.dumps({"kubeconfigs": [{"name": "clusterUser", "value": value}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    arm = ThreadingHTTPServer(("127.0.0.1", 0), Arm)
+    threading.Thread(target=arm.serve_forever, daemon=True).start()
+
+    class Entra:
+        def get_token(self, scope: str) -> Any:
+            token = kube.token if scope == AKS_SERVER_APP_SCOPE else "arm-token"
+            return type("AccessToken", (), {"token": token, "expires_on": 4102444800})()
+
+    monkeypatch.setattr(provider_module, "azure_credential", Entra)
+    monkeypatch.setattr(
+        provider_module,
+        "aks_credentials",
+        partial(provider_module.aks_credentials, arm_endpoint=f"http://127.0.0.1:{arm.server_address[1]}"),
+    )
+    config = stack_config(
+        extra={
+            "tyk-aks:cluster": json.dumps(
+                {"mode": "aks", "aks": {"resourceGroupName": "tyk-prod", "clusterName": "tyk-prod"}}
+            ),
+            "azure-native:subscriptionId": "sub-1",
+        }
+    )
+    try:
+        apis = plugin_provider(TykApiProvider, config)
+        outs = apis.create(props(apis, TARGET, api_definition("a"))).outs or {}
+        assert all("a" in loaded for loaded in cluster.loaded("api").values())
+        assert kube.token not in json.dumps(outs) and "arm-token" not in json.dumps(outs)
+    finally:
+        arm.shutdown()
