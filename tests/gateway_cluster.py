@@ -16,6 +16,7 @@ queuing a local reload, do in gateway/api.go and gateway/redis_signals.go). Test
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ class Replica(GatewayEmulator):
     def handle(self, method: str, raw_path: str, query: dict[str, list[str]], body: bytes) -> _Reply:
         if raw_path.rstrip("/") == "/tyk/reload/group" and method == "GET":
             with self._lock:
-                self.stats.reload_requested.append(0.0)
+                self.stats.reload_requested.append(time.monotonic())
             self.cluster.publish_group_reload()
             return _json(200, {"status": "ok", "message": ""})
         return super().handle(method, raw_path, query, body)
