@@ -150,8 +150,6 @@ class Reply:
     status: int
     body: Any  # parsed JSON, or None when the body is not JSON
     text: str
-    unanswered: int = 0  # earlier attempts of this call that got no answer (may still land late)
-    headers: Mapping[str, str] | None = None
 
 
 def _message(reply: Reply) -> str:
@@ -179,12 +177,6 @@ class Transport(Protocol):
 
 class RedirectError(TykGatewayError):
     """The gateway URL answered with a redirect, which is never followed (it would carry the secret along)."""
-
-
-def _unanswered_attempts(response: requests.Response) -> int:
-    retries = getattr(response.raw, "retries", None)
-    history = getattr(retries, "history", ()) or ()
-    return sum(1 for attempt in history if attempt.status is None)
 
 
 class GatewayClient:
@@ -292,7 +284,7 @@ class GatewayClient:
             parsed = response.json()
         except ValueError:
             parsed = None
-        return Reply(response.status_code, parsed, response.text, _unanswered_attempts(response))
+        return Reply(response.status_code, parsed, response.text)
 
     def call_ok(
         self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
