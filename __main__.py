@@ -16,7 +16,7 @@ from components.controller import IngressController, IngressControllerArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
-from components.storage import SharedStorage, SharedStorageArgs
+from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
 from tyk_gateway.loader import declare_definitions
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -57,9 +57,16 @@ def main() -> None:
     api_secret = secret_or_generated(config, "apiSecret", length=40)
     redis_password = secret_or_generated(config, "redisPassword", length=32)
 
+    azure = None
+    if (
+        cluster.resource_group_name is not None
+        and cluster.location is not None
+        and cluster.principal_id is not None
+    ):
+        azure = AzureTarget(cluster.resource_group_name, cluster.location, cluster.principal_id)
     storage = SharedStorage(
         "storage",
-        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels),
+        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels, azure=azure),
         opts=in_cluster,
     )
     redis = Redis(

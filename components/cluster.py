@@ -75,6 +75,10 @@ class KubernetesCluster(pulumi.ComponentResource):
     """The AKS cluster's name; None in `existing` mode."""
     resource_group_name: pulumi.Output[str] | None
     """The AKS resource group's name; None in `existing` mode."""
+    location: pulumi.Output[str] | None
+    """The resource group's Azure region; None in `existing` mode."""
+    principal_id: pulumi.Output[str] | None
+    """Object id of the cluster's system-assigned identity (the CSI drivers use it); None in `existing` mode."""
 
     def __init__(
         self, name: str, args: KubernetesClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -84,6 +88,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.kubeconfig = None
         self.cluster_name = None
         self.resource_group_name = None
+        self.location = None
+        self.principal_id = None
 
         if settings.mode == "aks":
             aks = settings.aks or AksSettings()
@@ -140,6 +146,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         )
         self.cluster_name = cluster.name
         self.resource_group_name = group.name
+        self.location = group.location
+        self.principal_id = cluster.identity.apply(lambda identity: identity.principal_id if identity else "")
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,

@@ -115,8 +115,41 @@ class VolumeSizes(Model):
     """Size of the middleware share (/mnt/tyk-gateway/middleware)."""
 
 
+_STORAGE_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def _storage_account_name(value: str) -> str:
+    if not _STORAGE_ACCOUNT_NAME.match(value):
+        raise ValueError(f"{value!r} is not a storage account name (3-24 lowercase letters and digits)")
+    return value
+
+
+StorageAccountName = Annotated[str, AfterValidator(_storage_account_name)]
+
+
+class StorageAccountSettings(Model):
+    """The Azure storage account holding the shares (instead of one AKS creates in the node resource group)."""
+
+    name: StorageAccountName
+    """Globally unique account name. `aks` mode creates it in the stack's resource group; `existing` mode uses it."""
+    resource_group_name: str | None = None
+    """Only for `existing` clusters: the account's resource group (`aks` mode uses the stack's group)."""
+    share_soft_delete_days: int = Field(default=14, ge=1, le=365)
+    """`aks` mode: days a deleted share stays restorable (share soft delete)."""
+    delete_lock: bool = False
+    """`aks` mode: a CanNotDelete management lock on the account (also blocks deleting its resource group)."""
+
+
 class StorageSettings(Model):
     """Shared volumes for /mnt/tyk-gateway/{apps,policies,middleware}."""
+
+    protect: bool = True
+    """Pulumi `protect` and `retainOnDelete` on the class, the claims and the storage account: a change that would
+    replace or delete one fails in preview (docs/production.md says how to migrate), and a resource removed from
+    the stack stays in the cluster/Azure with its data."""
+    account: StorageAccountSettings | None = None
+    """Storage account of the shares; None in `existing` mode lets the CSI driver pick one in the node resource
+    group (which dies with the cluster). `aks` mode always creates one (default name from the cluster name)."""
 
     create_storage_class: bool = True
     """Create an Azure Files StorageClass; false uses `storageClassName` as it exists in the cluster."""
@@ -367,6 +400,26 @@ class StackSettings(Model):
             raise ValueError(
                 f"storage.accessMode = {self.storage.access_mode!r}: {self.gateway.replicas} gateway replicas "
                 "on several nodes need ReadWriteMany (Azure Files); a ReadWriteOnce disk attaches to one node"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _storage_account_fits_the_cluster_mode(self) -> StackSettings:
+        account = self.storage.account
+        if self.cluster.mode == "aks":
+            if account is not None and account.resource_group_name is not None:
+                raise ValueError(
+                    f"storage.account.resourceGroupName = {account.resource_group_name!r}: in aks mode the "
+                    "account is created in the stack's own resource group; remove the key"
+                )
+            if account is None and self.storage.create_storage_class and self.cluster.aks is not None:
+                name = re.sub(r"[^a-z0-9]", "", self.cluster.aks.cluster_name.lower())[:19] + "files"
+                storage = self.storage.model_copy(update={"account": StorageAccountSettings(name=name)})
+                return self.model_copy(update={"storage": storage})
+        elif account is not None and account.resource_group_name is None:
+            raise ValueError(
+                f"storage.account.resourceGroupName = None: an existing cluster's StorageClass must name the "
+                f"resource group of account {account.name!r}"
             )
         return self
 

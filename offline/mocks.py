@@ -122,11 +122,28 @@ def _random_password_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, A
     return state
 
 
+def _managed_cluster_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # Azure fills in the system-assigned identity's object id; role assignments for the cluster read it.
+    state = _azure_state(args)
+    identity = dict(state.get("identity") or {})
+    identity.setdefault("principalId", f"{args.name}-principal-id")
+    state["identity"] = identity
+    return state
+
+
+def _storage_account_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = _azure_state(args)
+    state["name"] = args.inputs.get("accountName", args.name)
+    return state
+
+
 # Per-type output functions; anything else echoes its inputs back as state, which is what the engine does for
 # the fields we read (names, namespaces). Extended by other modules with `register_state_function`.
 STATE_FUNCTIONS: dict[str, StateFunction] = {
     "kubernetes:helm.sh/v3:Release": _release_state,
     "random:index/randomPassword:RandomPassword": _random_password_state,
+    "azure-native:containerservice:ManagedCluster": _managed_cluster_state,
+    "azure-native:storage:StorageAccount": _storage_account_state,
 }
 
 
@@ -149,6 +166,13 @@ class OfflineMocks(pulumi.runtime.Mocks):
             kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
             return {
                 "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]
+            }, []
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "clientId": "offline-client-id",
+                "objectId": "offline-object-id",
+                "subscriptionId": "00000000-0000-0000-0000-000000000000",
+                "tenantId": "11111111-1111-1111-1111-111111111111",
             }, []
         return {}, []
 
@@ -182,6 +206,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "ignoreChanges": list(request.ignoreChanges),
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
                     "protect": request.protect,
+                    "retainOnDelete": request.retainOnDelete,
                     "deleteBeforeReplace": request.deleteBeforeReplace,
                     "replaceOnChanges": list(request.replaceOnChanges),
                 },

@@ -180,7 +180,7 @@ def test_prod_gateway_is_spread_guarded_and_sized() -> None:
 
 def test_prod_storage_is_premium_zone_redundant_and_large_enough() -> None:
     plan = stack_plan("prod")
-    assert plan.one(STORAGE_CLASS).inputs["parameters"] == {"skuName": "Premium_ZRS"}
+    assert plan.one(STORAGE_CLASS).inputs["parameters"]["skuName"] == "Premium_ZRS"
     for claim in claims(plan).values():
         assert claim.inputs["spec"]["resources"] == {"requests": {"storage": "100Gi"}}
         assert claim.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
