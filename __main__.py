@@ -14,7 +14,7 @@ import pulumi_random as random
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
 from components.gateway import TykGateway, TykGatewayArgs
-from components.redis import Redis, RedisArgs
+from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
 from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
 from tyk_gateway.loader import declare_definitions
@@ -55,7 +55,10 @@ def main() -> None:
     namespace_name = namespace.metadata["name"]
 
     api_secret = secret_or_generated(config, "apiSecret", length=40)
-    redis_password = secret_or_generated(config, "redisPassword", length=32)
+    # Azure Managed Redis brings its own access keys.
+    redis_password = (
+        secret_or_generated(config, "redisPassword", length=32) if settings.redis.managed is None else ""
+    )
 
     azure = None
     if (
@@ -69,9 +72,20 @@ def main() -> None:
         SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels, azure=azure),
         opts=in_cluster,
     )
+    managed_redis = None
+    if cluster.resource_group_name is not None and settings.cluster.aks is not None:
+        aks = settings.cluster.aks
+        managed_redis = ManagedRedisTarget(cluster.resource_group_name, aks.location, list(aks.zones))
     redis = Redis(
         "redis",
-        RedisArgs(namespace=namespace_name, settings=settings.redis, password=redis_password, labels=labels),
+        RedisArgs(
+            namespace=namespace_name,
+            settings=settings.redis,
+            password=redis_password,
+            previous_password=config.get_secret("redisPasswordPrevious"),
+            labels=labels,
+            managed=managed_redis,
+        ),
         opts=in_cluster,
     )
     gateway = TykGateway(
@@ -83,6 +97,9 @@ def main() -> None:
             redis_addrs=redis.addrs,
             redis_password_secret_name=redis.password_secret_name,
             redis_password_secret_key=redis.password_secret_key,
+            redis_use_ssl=redis.use_ssl,
+            redis_enable_cluster=redis.enable_cluster,
+            pod_annotations={GENERATION_ANNOTATION: redis.generation},
             claim_names=storage.claim_names,
             wait_for=[*storage.claims.values(), *redis.resources],
             labels=labels,

@@ -40,6 +40,8 @@ class TykGatewayArgs:
     redis_addrs: list[str]
     redis_password_secret_name: str
     redis_password_secret_key: str
+    redis_use_ssl: bool
+    redis_enable_cluster: bool
     claim_names: dict[str, str]
     """PersistentVolumeClaim per folder of GATEWAY_FOLDERS."""
     wait_for: Sequence[pulumi.Resource]
@@ -48,6 +50,8 @@ class TykGatewayArgs:
     labels: dict[str, str]
     sharding_tags: list[str] = field(default_factory=list)
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    """Annotations of the gateway pods; a change restarts them (e.g. the Redis password generation)."""
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -85,6 +89,9 @@ def gateway_values(
     api_secret_name: str,
     claim_names: dict[str, str],
     sharding_tags: list[str],
+    redis_use_ssl: bool = False,
+    redis_enable_cluster: bool = False,
+    pod_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
     ingress = settings.ingress
@@ -133,13 +140,21 @@ def gateway_values(
         gateway["pdb"] = {"enabled": True, "minAvailable": settings.pdb_min_available}
     if sharding_tags:
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
+    if pod_annotations:
+        gateway["podAnnotations"] = dict(pod_annotations)
+    redis: dict[str, Any] = {
+        "addrs": list(redis_addrs),
+        "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
+    }
+    if redis_use_ssl:
+        # TYK_GW_STORAGE_USESSL / TLSMINVERSION; the certificate is verified against the system roots.
+        redis |= {"useSSL": True, "tlsMinVersion": "1.2"}
+    if redis_enable_cluster:
+        redis["enableCluster"] = True  # TYK_GW_STORAGE_ENABLECLUSTER: go-redis's cluster client
     return {
         "global": {
             "secrets": {"useSecretName": api_secret_name},
-            "redis": {
-                "addrs": list(redis_addrs),
-                "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
-            },
+            "redis": redis,
             # TLS terminates at the ingress; the pods speak plain HTTP inside the cluster.
             "tls": {"gateway": False},
         },
@@ -184,6 +199,9 @@ class TykGateway(pulumi.ComponentResource):
             api_secret_name=API_SECRET_NAME,
             claim_names=args.claim_names,
             sharding_tags=args.sharding_tags,
+            redis_use_ssl=args.redis_use_ssl,
+            redis_enable_cluster=args.redis_enable_cluster,
+            pod_annotations=args.pod_annotations,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

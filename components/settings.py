@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 from tyk_gateway.client import ClientSettings
 
 PROJECT = "tyk-aks"
-SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
+SECRET_KEYS = frozenset({"apiSecret", "redisPassword", "redisPasswordPrevious"})
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})+$")
@@ -181,40 +181,6 @@ class StorageSettings(Model):
 # --- redis ---------------------------------------------------------------------------------------------------
 
 
-class RedisSettings(Model):
-    """Redis as a Helm release of the Bitnami chart (or an existing Redis, when `enabled` is false)."""
-
-    enabled: bool = True
-    """Install Redis with the program; false connects the gateways to `addrs`."""
-    chart: str = "oci://registry-1.docker.io/bitnamicharts/redis"
-    """The Bitnami Redis chart (OCI reference)."""
-    chart_version: str = "19.3.0"
-    """Version of the Bitnami Redis chart."""
-    image_repository: str | None = "bitnamilegacy/redis"
-    """Bitnami moved versioned tags off `bitnami/*` in 2025; the legacy repository still serves them."""
-    image_tag: str | None = "7.2.4-debian-12-r13"
-    """Redis image tag; None keeps the chart's default."""
-    architecture: Literal["standalone", "replication"] = "standalone"
-    """`replication` adds two read replicas; the gateway writes to the master either way."""
-    persistence_size: Quantity = "1Gi"
-    """Size of Redis's data volume."""
-    storage_class_name: ObjectName | None = None
-    """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
-    addrs: list[str] = []
-    """Only with `enabled: false`: existing Redis addresses (host:port) the gateway connects to."""
-    password_secret_name: ObjectName | None = None
-    """Only with `enabled: false`: existing Secret holding the Redis password under key `redis-password`."""
-
-    @model_validator(mode="after")
-    def _external_needs_address(self) -> RedisSettings:
-        if not self.enabled and not self.addrs:
-            raise ValueError("addrs = []: with enabled false, name the existing Redis (host:port)")
-        return self
-
-
-# --- gateway -------------------------------------------------------------------------------------------------
-
-
 class ResourceList(Model):
     cpu: Quantity | None = None
     """CPU quantity (e.g. 500m, 2)."""
@@ -227,6 +193,94 @@ class Resources(Model):
     """What the scheduler reserves for the pod."""
     limits: ResourceList = ResourceList()
     """The most the pod may use."""
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _digest(value: str) -> str:
+    if not _DIGEST.match(value):
+        raise ValueError(f"{value!r} is not an image digest (sha256: and 64 hex digits)")
+    return value
+
+
+Digest = Annotated[str, AfterValidator(_digest)]
+_MANAGED_REDIS_NAME = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+
+
+def _managed_redis_name(value: str) -> str:
+    if len(value) > 60 or not _MANAGED_REDIS_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not an Azure Managed Redis name (1-60 letters, digits, single hyphens)"
+        )
+    return value
+
+
+class ManagedRedisSettings(Model):
+    """Azure Managed Redis (Microsoft.Cache/redisEnterprise), the successor Azure names for every Azure Cache for
+    Redis tier; only with `cluster.mode: aks` (created in the stack's resource group)."""
+
+    name: Annotated[str, AfterValidator(_managed_redis_name)]
+    """Instance name; the gateways connect to `<name>.<location>.redis.azure.net:10000` over TLS."""
+    sku: str = "Balanced_B1"
+    """Azure Managed Redis SKU (Balanced_B0 ... MemoryOptimized_M*, ComputeOptimized_X*)."""
+    clustering_policy: Literal["NoCluster", "OSSCluster"] = "NoCluster"
+    """NoCluster (instances up to 25 GB): a plain Redis to the gateway. OSSCluster: the gateway's cluster client
+    (`enableCluster`). Enterprise clustering is refused: it hides the topology behind a proxy that doesn't serve
+    every multi-key command the gateway uses."""
+    high_availability: bool = True
+    """A replica in another zone; without it a node failure loses the keys written since the last AOF write."""
+    public_network_access: bool = True
+    """Reach it on its public endpoint (TLS and access key). False needs a private endpoint in the cluster's
+    network, which this stack doesn't create (the AKS VNet is managed by AKS)."""
+    active_key: Literal["primary", "secondary"] = "primary"
+    """Access key the gateways use; switch it (then regenerate the other key) to rotate without lock-out."""
+
+
+class RedisSettings(Model):
+    """Redis for the gateways: a small StatefulSet of the maintained Redis image (dev/local), Azure Managed Redis
+    (`managed`, prod), or an existing Redis (`enabled: false`)."""
+
+    enabled: bool = True
+    """Provide Redis with the program; false connects the gateways to `addrs`."""
+    image_repository: str = "redis"
+    """The Redis Docker Official Image (maintained, patched per Redis release); not Bitnami's frozen images."""
+    image_tag: str = "7.4.6-alpine"
+    """7.4.6 carries the fixes for CVE-2025-49844, CVE-2025-46817/46818/46819 and CVE-2025-21605."""
+    image_digest: Digest | None = None
+    """sha256 digest of the image; the image is pulled by digest when set (prod)."""
+    persistence_size: Quantity = "1Gi"
+    """Size of Redis's data volume (AOF, fsync every second)."""
+    storage_class_name: ObjectName | None = None
+    """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
+    resources: Resources | None = None
+    """Requests/limits of the Redis pod; None uses 100m/256Mi requests and a 512Mi memory limit. Redis's
+    `maxmemory` is 75% of the memory limit with `noeviction`: writes fail before the pod is OOM-killed, and no
+    API key is ever evicted."""
+    password_generation: int = Field(default=1, ge=1)
+    """Bump it when the Redis password (or `managed.activeKey`) changes: the gateways restart with the new one.
+    docs/production.md, "Rotating the Redis password"."""
+    managed: ManagedRedisSettings | None = None
+    """Use Azure Managed Redis instead of the in-cluster StatefulSet (needs `cluster.mode: aks`)."""
+    addrs: list[str] = []
+    """Only with `enabled: false`: existing Redis addresses (host:port) the gateway connects to."""
+    password_secret_name: ObjectName | None = None
+    """Only with `enabled: false`: existing Secret holding the Redis password under key `redis-password`."""
+    use_ssl: bool = False
+    """Only with `enabled: false`: the existing Redis speaks TLS."""
+    enable_cluster: bool = False
+    """Only with `enabled: false`: the existing Redis is a Redis Cluster."""
+
+    @model_validator(mode="after")
+    def _external_needs_address(self) -> RedisSettings:
+        if not self.enabled and not self.addrs:
+            raise ValueError("addrs = []: with enabled false, name the existing Redis (host:port)")
+        if not self.enabled and self.managed is not None:
+            raise ValueError("managed: with enabled false the gateways use `addrs`; remove `managed`")
+        return self
+
+
+# --- gateway -------------------------------------------------------------------------------------------------
 
 
 class IngressSettings(Model):
@@ -400,6 +454,15 @@ class StackSettings(Model):
             raise ValueError(
                 f"storage.accessMode = {self.storage.access_mode!r}: {self.gateway.replicas} gateway replicas "
                 "on several nodes need ReadWriteMany (Azure Files); a ReadWriteOnce disk attaches to one node"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _managed_redis_needs_aks(self) -> StackSettings:
+        if self.redis.managed is not None and self.cluster.mode != "aks":
+            raise ValueError(
+                f"redis.managed = {self.redis.managed.name!r}: Azure Managed Redis is created in the stack's "
+                "resource group, which only `cluster.mode: aks` has; use `enabled: false` + `addrs` for one you own"
             )
         return self
 

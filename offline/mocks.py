@@ -8,6 +8,8 @@ parent, the explicit dependencies and the options the engine would receive, so t
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,13 +139,35 @@ def _storage_account_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, A
     return state
 
 
+def _named_by(key: str) -> StateFunction:
+    def state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        result = _azure_state(args)
+        result["name"] = args.inputs.get(key, args.name)
+        return result
+
+    return state
+
+
+def _random_id_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # A new id whenever the keepers change, as the provider replaces the resource then.
+    state = dict(args.inputs)
+    keepers = json.dumps(reveal(args.inputs.get("keepers") or {}), sort_keys=True)
+    state["hex"] = hashlib.sha256(f"{args.name}:{keepers}".encode()).hexdigest()[
+        : 2 * int(args.inputs.get("byteLength", 8))
+    ]
+    return state
+
+
 # Per-type output functions; anything else echoes its inputs back as state, which is what the engine does for
 # the fields we read (names, namespaces). Extended by other modules with `register_state_function`.
 STATE_FUNCTIONS: dict[str, StateFunction] = {
     "kubernetes:helm.sh/v3:Release": _release_state,
     "random:index/randomPassword:RandomPassword": _random_password_state,
+    "random:index/randomId:RandomId": _random_id_state,
     "azure-native:containerservice:ManagedCluster": _managed_cluster_state,
     "azure-native:storage:StorageAccount": _storage_account_state,
+    "azure-native:redisenterprise:RedisEnterprise": _named_by("clusterName"),
+    "azure-native:redisenterprise:Database": _named_by("databaseName"),
 }
 
 
@@ -167,6 +191,9 @@ class OfflineMocks(pulumi.runtime.Mocks):
             return {
                 "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]
             }, []
+        if args.token == "azure-native:redisenterprise:listDatabaseKeys":
+            prefix = f"offline-{args.args.get('clusterName')}-{args.args.get('databaseName')}"
+            return {"primaryKey": f"{prefix}-primary-key", "secondaryKey": f"{prefix}-secondary-key"}, []
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "offline-client-id",
