@@ -13,8 +13,11 @@ import pulumi_random as random
 
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
+from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
 from components.gateway import TykGateway, TykGatewayArgs
+from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
+from components.redis import POD_LABELS as REDIS_POD_LABELS
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
 from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
 from tyk_gateway.loader import declare_definitions
@@ -47,9 +50,17 @@ def main() -> None:
     cluster = KubernetesCluster("cluster", KubernetesClusterArgs(settings=settings.cluster))
     in_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
+    pod_security = {
+        f"pod-security.kubernetes.io/{mode}{suffix}": value
+        for mode in ("enforce", "audit", "warn")
+        for suffix, value in (
+            ("", settings.pod_security.enforce),
+            ("-version", settings.pod_security.version),
+        )
+    }
     namespace = k8s.core.v1.Namespace(
         "namespace",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels={**labels, **pod_security}),
         opts=in_cluster,
     )
     namespace_name = namespace.metadata["name"]
@@ -108,6 +119,20 @@ def main() -> None:
         opts=in_cluster,
     )
 
+    if settings.network_policies.enabled:
+        NetworkPolicies(
+            "network-policies",
+            NetworkPoliciesArgs(
+                namespace=namespace_name,
+                settings=settings.network_policies,
+                labels=labels,
+                gateway_labels=GATEWAY_POD_LABELS,
+                control_port=settings.gateway.control_port,
+                redis_labels=REDIS_POD_LABELS if redis.in_cluster else None,
+            ),
+            opts=in_cluster,
+        )
+
     if settings.controller.enabled:
         IngressController(
             "ingress-controller",
@@ -135,8 +160,10 @@ def main() -> None:
     pulumi.export("control_api_url", gateway.control_api_url)
     pulumi.export("gateway_replicas", settings.gateway.replicas)
     pulumi.export("shared_claims", storage.claim_names)
-    if cluster.kubeconfig is not None:
-        pulumi.export("kubeconfig", cluster.kubeconfig)
+    # No kubeconfig export: `az aks get-credentials` + kubelogin give each person their own Entra ID token.
+    if cluster.cluster_name is not None:
+        pulumi.export("aks_cluster_name", cluster.cluster_name)
+        pulumi.export("aks_resource_group", cluster.resource_group_name)
 
 
 main()

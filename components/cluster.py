@@ -6,8 +6,11 @@ Two modes, chosen by `tyk-aks:cluster.mode`:
   from config, or `$KUBECONFIG` / `~/.kube/config` as kubectl does, and the context from config (or the
   kubeconfig's current context). No Azure resource is declared.
 - `aks`: a resource group and an AKS `ManagedCluster` (system-assigned managed identity, one autoscaled system
-  pool) created with `pulumi-azure-native`. The cluster-user kubeconfig is read back as a secret output and fed
-  to the provider, so the workloads land on the cluster this stack just created.
+  pool, Azure CNI Overlay with a NetworkPolicy engine, Entra ID with Azure RBAC) created with
+  `pulumi-azure-native`. The provider gets the cluster-user kubeconfig in `exec` form: kubelogin fetches an
+  Entra ID token for whoever runs `pulumi` (`AAD_LOGIN_METHOD=azurecli` in CI), which Azure RBAC authorizes.
+  The stack grants that identity "Azure Kubernetes Service RBAC Cluster Admin" on the cluster. No kubeconfig is
+  exported: there is no static credential to leak (`disableLocalAccounts` refuses the admin one).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import containerservice, resources
+from pulumi_azure_native import authorization, containerservice, resources
 
 from components.settings import AksSettings, ClusterSettings
 
@@ -29,6 +32,12 @@ SYSTEM_POOL = "system"
 # would either show as drift on every preview or, when applied, be rejected ("Cannot manually scale AgentPool
 # ... with cluster autoscaler enabled"). The initial count is `minCount`.
 IGNORED_CLUSTER_CHANGES = ["agentPoolProfiles[0].count"]
+
+# Built-in Azure roles (ids are the same in every tenant).
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
+AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"  # listClusterUserCredential
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 @dataclass
@@ -46,6 +55,30 @@ def _first_kubeconfig(credentials: containerservice.ListManagedClusterUserCreden
     if not kubeconfigs:
         raise ValueError("listManagedClusterUserCredentials returned no kubeconfig")
     return decode_kubeconfig(kubeconfigs[0].value)
+
+
+def network_profile(aks: AksSettings) -> containerservice.ContainerServiceNetworkProfileArgs:
+    """Azure CNI Overlay with a NetworkPolicy engine: Cilium's eBPF dataplane, or Azure NPM."""
+    cilium = aks.network_policy == "cilium"
+    return containerservice.ContainerServiceNetworkProfileArgs(
+        network_plugin=containerservice.NetworkPlugin.AZURE,
+        network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
+        network_dataplane=(
+            containerservice.NetworkDataplane.CILIUM if cilium else containerservice.NetworkDataplane.AZURE
+        ),
+        network_policy=(
+            containerservice.NetworkPolicy.CILIUM if cilium else containerservice.NetworkPolicy.AZURE
+        ),
+    )
+
+
+def entra_profile(aks: AksSettings) -> containerservice.ManagedClusterAADProfileArgs:
+    """AKS-managed Entra ID integration with Azure RBAC for Kubernetes authorization."""
+    return containerservice.ManagedClusterAADProfileArgs(
+        managed=True,
+        enable_azure_rbac=True,
+        admin_group_object_ids=list(aks.admin_group_object_ids) or None,
+    )
 
 
 def system_pool(aks: AksSettings) -> containerservice.ManagedClusterAgentPoolProfileArgs:
@@ -77,6 +110,8 @@ class KubernetesCluster(pulumi.ComponentResource):
     """The AKS resource group's name; None in `existing` mode."""
     location: pulumi.Output[str] | None
     """The resource group's Azure region; None in `existing` mode."""
+    access: list[pulumi.Resource]
+    """Role assignments the provider's first use needs (the deployer's Azure RBAC role on the cluster)."""
     principal_id: pulumi.Output[str] | None
     """Object id of the cluster's system-assigned identity (the CSI drivers use it); None in `existing` mode."""
 
@@ -89,6 +124,7 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.cluster_name = None
         self.resource_group_name = None
         self.location = None
+        self.access = []
         self.principal_id = None
 
         if settings.mode == "aks":
@@ -97,7 +133,7 @@ class KubernetesCluster(pulumi.ComponentResource):
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 kubeconfig=self.kubeconfig,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.access),
             )
         else:
             # kubeconfig None: the SDK falls back to $KUBECONFIG when the program runs, and the provider to
@@ -134,6 +170,9 @@ class KubernetesCluster(pulumi.ComponentResource):
                 type=containerservice.ResourceIdentityType.SYSTEM_ASSIGNED
             ),
             enable_rbac=True,
+            aad_profile=entra_profile(aks),
+            disable_local_accounts=aks.disable_local_accounts,
+            network_profile=network_profile(aks),
             agent_pool_profiles=[system_pool(aks)],
             # AKS's application routing add-on (managed NGINX): the default ingress class of the stacks,
             # `webapprouting.kubernetes.azure.com`.
@@ -148,9 +187,44 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.resource_group_name = group.name
         self.location = group.location
         self.principal_id = cluster.identity.apply(lambda identity: identity.principal_id if identity else "")
+
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def role(role_id: str) -> pulumi.Output[str]:
+            return client.subscription_id.apply(
+                lambda sub: (
+                    f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+                )
+            )
+
+        # Whoever runs `pulumi up` deploys the workloads through the Kubernetes API with their own Entra token.
+        deployer = authorization.RoleAssignment(
+            f"{name}-deployer-admin",
+            scope=cluster.id,
+            principal_id=client.object_id,
+            role_definition_id=role(AKS_RBAC_CLUSTER_ADMIN),
+            opts=child,
+        )
+        for index, principal in enumerate(aks.reader_principal_ids):
+            for suffix, scope, role_id in (
+                ("k8s-reader", cluster.id, AKS_RBAC_READER),
+                ("cluster-user", cluster.id, AKS_CLUSTER_USER),
+                ("group-reader", group.id, READER),
+            ):
+                authorization.RoleAssignment(
+                    f"{name}-reader-{index}-{suffix}",
+                    scope=scope,
+                    principal_id=principal,
+                    principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                    role_definition_id=role(role_id),
+                    opts=child,
+                )
+        self.access = [deployer]
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,
+            # `exec`: a kubelogin exec plugin instead of a token; with Entra ID the only form that works.
+            format="exec",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         return pulumi.Output.secret(credentials.apply(_first_kubeconfig))

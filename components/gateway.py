@@ -54,6 +54,14 @@ class TykGatewayArgs:
     """Annotations of the gateway pods; a change restarts them (e.g. the Redis password generation)."""
 
 
+INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+"""The init container only runs mkdir and touch."""
+
+
+def _tag(tag: str, digest: str | None) -> str:
+    return f"{tag}@{digest}" if digest else tag
+
+
 def _resources(resources: Resources | None) -> dict[str, Any]:
     if resources is None:
         return {}
@@ -98,7 +106,31 @@ def gateway_values(
     gateway: dict[str, Any] = {
         "replicaCount": settings.replicas,
         "hostName": settings.hostnames[0],
-        "image": {"tag": settings.image_tag},
+        # A digest rides on the tag (`<tag>@sha256:...`): the chart renders `repository:tag`, the kubelet pulls
+        # the digest. The init container too: it runs in every gateway pod.
+        "image": {"tag": _tag(settings.image_tag, settings.image_digest)},
+        "initContainers": {
+            "setupDirectories": {
+                "repository": settings.init_image_repository,
+                "tag": _tag(settings.init_image_tag, settings.init_image_digest),
+                "resources": INIT_RESOURCES,
+            }
+        },
+        # /ready (gateway >= v5.9.0, on the control port when it is separate) answers 503 while Redis is down or
+        # before the first successful API load; /hello stays 200 in both cases, so it only serves liveness.
+        "readinessProbe": {
+            "httpGet": {"scheme": "HTTP", "path": "/ready", "port": settings.control_port},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        # Loading many definitions from the shares can take a while: up to 5 minutes before liveness applies.
+        "startupProbe": {
+            "httpGet": {"scheme": "HTTP", "path": "/hello", "port": settings.control_port},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 60,
+        },
         # The control API (/tyk/*) gets its own port and ClusterIP service; the proxy port and its ingress
         # never serve it (TYK_GW_CONTROLAPIPORT moves /tyk/* and /hello off the listen port).
         "control": {

@@ -300,7 +300,15 @@ class GatewaySettings(Model):
     chart_version: str = "5.3.0"
     """Version of the `tyk-oss` chart; check new versions with `python -m offline.chart_check`."""
     image_tag: str = "v5.13.1"
-    """Tyk Gateway image tag."""
+    """Tyk Gateway image tag (v5.9.0 or later: the readiness probe uses the gateway's `/ready`)."""
+    image_digest: Digest | None = None
+    """sha256 digest of `tykio/tyk-gateway:<imageTag>`; pulled by digest when set (docs/production.md)."""
+    init_image_repository: str = "busybox"
+    """Image of the chart's `setup-directories` init container."""
+    init_image_tag: str = "1.37.0"
+    """Tag of the init container image (the chart's default, 1.32, dates from 2020)."""
+    init_image_digest: Digest | None = None
+    """sha256 digest of the init container image; pulled by digest when set."""
     replicas: int = Field(default=1, ge=1, le=100)
     """Number of gateway pods, all sharing the three volumes."""
     hostnames: list[Hostname] = Field(min_length=1)
@@ -319,6 +327,16 @@ class GatewaySettings(Model):
     """Topology spread of replicas over zones as well as nodes (nodes are always preferred to be distinct)."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     """Gateway log level (logs are JSON)."""
+
+    @model_validator(mode="after")
+    def _has_readiness_endpoint(self) -> GatewaySettings:
+        match = re.match(r"^v?(\d+)\.(\d+)", self.image_tag)
+        if match and (int(match[1]), int(match[2])) < (5, 9):
+            raise ValueError(
+                f"imageTag = {self.image_tag!r}: the readiness probe needs the gateway's /ready endpoint "
+                "(Tyk Gateway v5.9.0 or later)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pdb_leaves_room(self) -> GatewaySettings:
@@ -386,6 +404,16 @@ class AksSettings(Model):
     """Upper bound of the cluster autoscaler."""
     zones: list[str] = []
     """Availability zones of the node pool (e.g. ["1", "2", "3"]); [] for a zonal-agnostic pool."""
+    network_policy: Literal["cilium", "azure"] = "cilium"
+    """NetworkPolicy engine: `cilium` (Azure CNI Overlay powered by Cilium, eBPF) or `azure` (Azure NPM on Azure
+    CNI Overlay). Without one, NetworkPolicies are stored but never enforced."""
+    admin_group_object_ids: list[str] = []
+    """Entra ID groups that are cluster admins (in addition to the Azure RBAC role assignments)."""
+    disable_local_accounts: bool = False
+    """Refuse the static cluster-admin credential: every access is an Entra ID identity under Azure RBAC."""
+    reader_principal_ids: list[str] = []
+    """Entra object ids (e.g. the pull-request preview identity) given read access: Azure Kubernetes Service
+    RBAC Reader and Cluster User on the cluster, Reader on the resource group."""
 
     @model_validator(mode="after")
     def _bounds(self) -> AksSettings:
@@ -429,6 +457,32 @@ class ApiManagementSettings(Model):
         return self
 
 
+# --- network policies and pod security ----------------------------------------------------------------------
+
+
+class NetworkPolicySettings(Model):
+    """NetworkPolicies of the namespace: default deny, then only the paths the components use."""
+
+    enabled: bool = True
+    """Create them (they need a policy engine: `cluster.aks.networkPolicy`, or the existing cluster's CNI)."""
+    proxy_ports: list[int] = [8080, 8443]
+    """Gateway ports open to every source (the ingress controller, a LoadBalancer, other namespaces)."""
+    control_api_from_cidrs: list[str] = []
+    """Extra sources of the control API (9696), e.g. the API server subnet with AKS API Server VNet Integration.
+    The controller and kube-system's konnectivity agents (the API server's service proxy) are always allowed."""
+    sidecar_namespaces: list[DnsLabel] = []
+    """Namespaces whose mesh sidecars (label `tyk-aks.io/mesh-sidecar: "true"`) may reach Redis; [] for any."""
+
+
+class PodSecuritySettings(Model):
+    """Pod Security Admission labels of the namespace."""
+
+    enforce: Literal["restricted", "baseline", "privileged"] = "restricted"
+    """Level the API server enforces for pods in the namespace."""
+    version: str = "latest"
+    """Pod Security Standards version the level refers to (e.g. v1.31), `latest` for the cluster's own."""
+
+
 # --- the whole stack -----------------------------------------------------------------------------------------
 
 
@@ -447,6 +501,10 @@ class StackSettings(Model):
     """API definitions and policies managed as Pulumi resources through the control API."""
     gateway_client: ClientSettings = ClientSettings()
     """Timeouts and retries of the provider's control-API calls (read again by the provider's own process)."""
+    network_policies: NetworkPolicySettings = NetworkPolicySettings()
+    """Closed by default: which pods may reach the control API and Redis."""
+    pod_security: PodSecuritySettings = PodSecuritySettings()
+    """Pod Security Admission level of the namespace."""
 
     @model_validator(mode="after")
     def _shared_volume_reaches_every_replica(self) -> StackSettings:
