@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from pulumi.output import UNKNOWN
 from pulumi_azure_native import redisenterprise
 
 from components.secrets import single_value_secret
@@ -216,15 +218,21 @@ class Redis(pulumi.ComponentResource):
             access_keys_authentication=redisenterprise.AccessKeysAuthentication.ENABLED,
             opts=keep,
         )
-        keys = redisenterprise.list_database_keys_output(
-            cluster_name=cluster.name,
-            database_name=database.name,
-            resource_group_name=target.resource_group_name,
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
-        active = keys.apply(
-            lambda k: (k.primary_key if managed.active_key == "primary" else k.secondary_key) or ""
-        )
+        active: pulumi.Output[str]
+        if pulumi.runtime.is_dry_run():
+            # Pull-request previews run branch code with a read-only identity, which must not read access keys
+            # (listKeys is an action Reader lacks): in a preview the key is unknown, and only `up` lists it.
+            active = database.name.apply(lambda _: cast(str, UNKNOWN))
+        else:
+            keys = redisenterprise.list_database_keys_output(
+                cluster_name=cluster.name,
+                database_name=database.name,
+                resource_group_name=target.resource_group_name,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            )
+            active = keys.apply(
+                lambda k: (k.primary_key if managed.active_key == "primary" else k.secondary_key) or ""
+            )
         secret = self._password_secret(name, args, pulumi.Output.secret(active))
         self.resources += [cluster, database, secret]
         self.addrs = [f"{managed_hostname(managed, target.location)}:{MANAGED_PORT}"]

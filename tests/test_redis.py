@@ -9,11 +9,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
+from pulumi.runtime.rpc import contains_unknowns
 
 from components.redis import ACL_KEY, GENERATION_ANNOTATION, acl_file, image_reference
 from components.settings import ConfigError, parse_settings
-from offline.mocks import is_secret, reveal
+from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
 from offline.plan import Plan, read_stack_config, run_program
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -162,6 +164,24 @@ def test_prod_uses_azure_managed_redis_over_tls(plan_of: Callable[[str], Plan]) 
     assert reveal(secret.inputs["stringData"]) == {
         "redis-password": "offline-tyk-prod-redis-default-primary-key"
     }
+
+
+class CallRecordingMocks(OfflineMocks):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        self.calls.append(args.token)
+        return super().call(args)
+
+
+def test_a_preview_never_reads_the_access_keys() -> None:
+    previewing, updating = CallRecordingMocks(), CallRecordingMocks()
+    plan = run_program("prod", monitor=RecordingMonitor(previewing), preview=True)
+    assert "azure-native:redisenterprise:listDatabaseKeys" not in previewing.calls  # Reader may not list keys
+    assert contains_unknowns(plan.one(SECRET, "redis-password").inputs["stringData"])  # shown as computed
+    run_program("prod", monitor=RecordingMonitor(updating))
+    assert "azure-native:redisenterprise:listDatabaseKeys" in updating.calls  # `up`: the deploy identity
 
 
 def test_managed_key_rotation_switches_key_and_restarts_the_gateways() -> None:
