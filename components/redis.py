@@ -50,7 +50,9 @@ ADDRESS = f"{NAME}:{PORT}"
 POD_LABELS = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": NAME}
 MANAGED_PORT = 10000  # Azure Managed Redis: TLS only, port 10000
 MANAGED_DATABASE = "default"  # the only database name Azure Managed Redis accepts
-REDIS_UID = 999  # the `redis` user of the official image (Debian and Alpine variants)
+# Not the image's `redis` user (999): a UID above 10000 can't collide with a host account. Redis is started
+# directly (no entrypoint chown), and fsGroup makes the data volume writable for it.
+REDIS_UID = 10001
 DEFAULT_RESOURCES = Resources(
     requests=ResourceList(cpu="100m", memory="256Mi"), limits=ResourceList(memory="512Mi")
 )
@@ -303,7 +305,7 @@ class Redis(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[acl_secret, config]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[password_secret, acl_secret, config]),
         )
         self.resources += [password_secret, acl_secret, config, service, statefulset]
         self.addrs = [ADDRESS]
@@ -331,22 +333,17 @@ class Redis(pulumi.ComponentResource):
                     image_pull_policy="IfNotPresent",
                     command=["redis-server", "/etc/redis/redis.conf"],
                     ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=PORT)],
-                    env=[
-                        # redis-cli in the probe authenticates with REDISCLI_AUTH.
-                        k8s.core.v1.EnvVarArgs(
-                            name="REDISCLI_AUTH",
-                            value_from=k8s.core.v1.EnvVarSourceArgs(
-                                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                                    name=PASSWORD_SECRET_NAME, key=PASSWORD_KEY
-                                )
-                            ),
-                        )
-                    ],
                     resources=_resources(settings.resources or DEFAULT_RESOURCES),
                     readiness_probe=k8s.core.v1.ProbeArgs(
                         # redis-cli exits 0 on an error reply (e.g. NOAUTH): look for the PONG.
+                        # The password from a file, not the environment; REDISCLI_AUTH keeps it off the command line.
                         exec_=k8s.core.v1.ExecActionArgs(
-                            command=["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"]
+                            command=[
+                                "sh",
+                                "-c",
+                                f'REDISCLI_AUTH="$(cat /etc/redis/auth/{PASSWORD_KEY})" '
+                                "redis-cli -h 127.0.0.1 ping | grep -q PONG",
+                            ]
                         ),
                         period_seconds=5,
                         timeout_seconds=3,
@@ -358,6 +355,8 @@ class Redis(pulumi.ComponentResource):
                         failure_threshold=6,
                     ),
                     security_context=k8s.core.v1.SecurityContextArgs(
+                        run_as_user=REDIS_UID,
+                        run_as_group=REDIS_UID,
                         allow_privilege_escalation=False,
                         read_only_root_filesystem=True,
                         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
@@ -368,6 +367,9 @@ class Redis(pulumi.ComponentResource):
                             name="config", mount_path="/etc/redis/redis.conf", sub_path="redis.conf"
                         ),
                         k8s.core.v1.VolumeMountArgs(name="acl", mount_path="/etc/redis/acl", read_only=True),
+                        k8s.core.v1.VolumeMountArgs(
+                            name="auth", mount_path="/etc/redis/auth", read_only=True
+                        ),
                     ],
                 )
             ],
@@ -377,6 +379,9 @@ class Redis(pulumi.ComponentResource):
                 ),
                 k8s.core.v1.VolumeArgs(
                     name="acl", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=ACL_SECRET_NAME)
+                ),
+                k8s.core.v1.VolumeArgs(
+                    name="auth", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=PASSWORD_SECRET_NAME)
                 ),
             ],
         )

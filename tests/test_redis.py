@@ -89,6 +89,8 @@ def test_in_cluster_redis_pod_meets_the_restricted_pod_security_standard(
     assert spec["automountServiceAccountToken"] is False
     [container] = spec["containers"]
     assert container["securityContext"] == {
+        "runAsUser": 10001,  # above 10000: no clash with a host account
+        "runAsGroup": 10001,
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
