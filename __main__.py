@@ -111,6 +111,9 @@ def main() -> None:
             redis_use_ssl=redis.use_ssl,
             redis_enable_cluster=redis.enable_cluster,
             pod_annotations={GENERATION_ANNOTATION: redis.generation},
+            # The SMB mounts present every file as mountUid:mountGid; the gateways run as that user.
+            run_as_user=settings.storage.mount_uid,
+            fs_group=settings.storage.mount_gid,
             claim_names=storage.claim_names,
             wait_for=[*storage.claims.values(), *redis.resources],
             labels=labels,

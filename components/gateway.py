@@ -29,6 +29,7 @@ POD_LABELS = {"app": DEPLOYMENT_NAME, "release": RELEASE_NAME}
 PROXY_PORT = 8080
 API_SECRET_KEY = "APISecret"  # the key the chart reads from `global.secrets.useSecretName`
 API_SECRET_NAME = "tyk-gateway-api-secret"
+SERVICE_ACCOUNT_NAME = "tyk-gateway"
 
 
 @dataclass
@@ -52,6 +53,10 @@ class TykGatewayArgs:
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
     pod_annotations: dict[str, str] = field(default_factory=dict)
     """Annotations of the gateway pods; a change restarts them (e.g. the Redis password generation)."""
+    run_as_user: int | None = None
+    """UID of the gateway processes (the owner the shared SMB mounts present); None keeps the chart's 1000."""
+    fs_group: int | None = None
+    """The pods' fsGroup (the group the shared SMB mounts present); None keeps the chart's 2000."""
 
 
 INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
@@ -100,6 +105,8 @@ def gateway_values(
     redis_use_ssl: bool = False,
     redis_enable_cluster: bool = False,
     pod_annotations: dict[str, str] | None = None,
+    run_as_user: int | None = None,
+    fs_group: int | None = None,
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
     ingress = settings.ingress
@@ -174,6 +181,17 @@ def gateway_values(
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
     if pod_annotations:
         gateway["podAnnotations"] = dict(pod_annotations)
+    # Helm merges these onto the chart's restricted defaults (non-root, no privilege escalation, no capabilities,
+    # read-only root, RuntimeDefault seccomp): only the identity changes, to the owner of the shared mounts.
+    pod_security = {"runAsUser": run_as_user} if run_as_user is not None else {}
+    if fs_group is not None:
+        pod_security["fsGroup"] = fs_group
+    if pod_security:
+        gateway["securityContext"] = pod_security
+    if run_as_user is not None:
+        gateway["containerSecurityContext"] = {"runAsUser": run_as_user}
+    # The gateways never call the Kubernetes API: their ServiceAccount mounts no token.
+    gateway["serviceAccountName"] = SERVICE_ACCOUNT_NAME
     redis: dict[str, Any] = {
         "addrs": list(redis_addrs),
         "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
@@ -234,6 +252,16 @@ class TykGateway(pulumi.ComponentResource):
             redis_use_ssl=args.redis_use_ssl,
             redis_enable_cluster=args.redis_enable_cluster,
             pod_annotations=args.pod_annotations,
+            run_as_user=args.run_as_user,
+            fs_group=args.fs_group,
+        )
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SERVICE_ACCOUNT_NAME, namespace=args.namespace, labels=args.labels
+            ),
+            automount_service_account_token=False,
+            opts=child,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -246,7 +274,9 @@ class TykGateway(pulumi.ComponentResource):
             max_history=10,
             # Wait for every replica to be ready (the default); a rollout that can't mount its share fails here.
             timeout=900,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[api_secret, *args.wait_for]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[api_secret, service_account, *args.wait_for]
+            ),
         )
         namespace = pulumi.Output.from_input(args.namespace)
         # Derived from the release on purpose: whatever is built from this URL (the controller's config) waits

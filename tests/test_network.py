@@ -108,9 +108,21 @@ def test_namespace_enforces_the_restricted_pod_security_standard(
 @pytest.mark.parametrize("stack", ["dev", "local", "prod"])
 def test_gateway_chart_pods_meet_restricted(stack: str, plan_of: Callable[[str], Plan]) -> None:
     # The chart applies `containerSecurityContext` to the gateway and its init container (tyk-charts
-    # deployment-gw-repset.yaml); its default complies with `restricted`, and the values must not weaken it.
+    # deployment-gw-repset.yaml); its default complies with `restricted`. Helm merges values onto it, so the
+    # values may only change the identity (to the shared mounts' owner, a UID above 10000), never weaken it.
     gateway_values = plan_of(stack).one(RELEASE, "gateway-release").inputs["values"]["tyk-gateway"]["gateway"]
-    assert "containerSecurityContext" not in gateway_values and "securityContext" not in gateway_values
+    assert gateway_values["containerSecurityContext"] == {"runAsUser": 65532}
+    assert gateway_values["securityContext"] == {"runAsUser": 65532, "fsGroup": 2000}
+
+
+@pytest.mark.parametrize("stack", ["dev", "local", "prod"])
+def test_gateways_mount_no_service_account_token(stack: str, plan_of: Callable[[str], Plan]) -> None:
+    plan = plan_of(stack)
+    gateway_values = plan.one(RELEASE, "gateway-release").inputs["values"]["tyk-gateway"]["gateway"]
+    account = plan.one("kubernetes:core/v1:ServiceAccount", "gateway-service-account")
+    assert gateway_values["serviceAccountName"] == account.inputs["metadata"]["name"] == "tyk-gateway"
+    assert account.inputs["automountServiceAccountToken"] is False
+    assert account.urn in plan.one(RELEASE, "gateway-release").dependencies
 
 
 # --- probes and image pins -----------------------------------------------------------------------------------

@@ -91,7 +91,11 @@ def test_dev_gateway_release_values() -> None:
         {"host": "api.dev.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
     ]
     assert gateway["ingress"]["tls"] == []
-    assert "pdb" not in gateway and "resources" not in gateway
+    assert "pdb" not in gateway
+    assert gateway["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
     assert gateway["log"]["level"] == "debug"
     # Shared folders: each claim mounted at its folder.
     volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in gateway["extraVolumes"]}
