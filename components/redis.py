@@ -285,6 +285,10 @@ class Redis(pulumi.ComponentResource):
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 service_name=NAME,
                 replicas=1,
+                # The data volume outlives the StatefulSet (deleted or replaced) and scale-downs: the keys stay.
+                persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                ),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=POD_LABELS),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(

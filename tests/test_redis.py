@@ -72,6 +72,10 @@ def test_in_cluster_redis_persists_and_never_evicts(plan_of: Callable[[str], Pla
     assert {"appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", "dir /data"} <= set(conf)
     assert f"maxmemory {int(512 * 2**20 * 0.75)}" in conf  # 75% of the 512Mi default limit
     statefulset = plan.one(STATEFULSET, "redis-statefulset").inputs["spec"]
+    assert statefulset["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
     [claim] = statefulset["volumeClaimTemplates"]
     assert claim["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
     assert _container(plan)["resources"] == {
