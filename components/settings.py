@@ -412,8 +412,8 @@ class AksSettings(Model):
     disable_local_accounts: bool = False
     """Refuse the static cluster-admin credential: every access is an Entra ID identity under Azure RBAC."""
     reader_principal_ids: list[str] = []
-    """Entra object ids (e.g. the pull-request preview identity) given read access: Azure Kubernetes Service
-    RBAC Reader and Cluster User on the cluster, Reader on the resource group."""
+    """Object ids of service principals (e.g. the pull-request preview identity) given read access: Azure
+    Kubernetes Service RBAC Reader and Cluster User on the cluster, Reader on the resource group."""
 
     @model_validator(mode="after")
     def _bounds(self) -> AksSettings:
