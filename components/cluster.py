@@ -153,11 +153,12 @@ class KubernetesCluster(pulumi.ComponentResource):
 
     def _create_aks(self, name: str, aks: AksSettings) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=aks.protect)
         group = resources.ResourceGroup(
             f"{name}-rg",
             resource_group_name=aks.resource_group_name,
             location=aks.location,
-            opts=child,
+            opts=keep,
         )
         cluster = containerservice.ManagedCluster(
             f"{name}-aks",
@@ -180,7 +181,7 @@ class KubernetesCluster(pulumi.ComponentResource):
                 web_app_routing=containerservice.ManagedClusterIngressProfileWebAppRoutingArgs(enabled=True)
             ),
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=IGNORED_CLUSTER_CHANGES)
+                keep, pulumi.ResourceOptions(ignore_changes=IGNORED_CLUSTER_CHANGES)
             ),
         )
         self.cluster_name = cluster.name

@@ -456,6 +456,9 @@ class AksSettings(Model):
     """Entra ID groups that are cluster admins (in addition to the Azure RBAC role assignments)."""
     disable_local_accounts: bool = False
     """Refuse the static cluster-admin credential: every access is an Entra ID identity under Azure RBAC."""
+    protect: bool = True
+    """Pulumi `protect` on the resource group and the cluster: a change that would replace either, or a `pulumi
+    destroy`, fails. The group also holds the shares' storage account and Azure Managed Redis."""
     reader_principal_ids: list[str] = []
     """Object ids of service principals (e.g. the pull-request preview identity) given read access: Azure
     Kubernetes Service RBAC Reader and Cluster User on the cluster, Reader on the resource group."""

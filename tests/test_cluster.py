@@ -127,6 +127,14 @@ def test_aks_node_count_belongs_to_the_autoscaler() -> None:
     assert not cluster.options["replaceOnChanges"]  # a setting change must never recreate the cluster
 
 
+def test_aks_group_and_cluster_are_protected() -> None:
+    built = build(AKS)
+    for type_ in ("azure-native:resources:ResourceGroup", "azure-native:containerservice:ManagedCluster"):
+        assert built.one(type_).options["protect"] is True, type_
+    unprotected = build({**AKS, "aks": {**AKS["aks"], "protect": False}})
+    assert unprotected.one("azure-native:containerservice:ManagedCluster").options["protect"] is False
+
+
 def test_aks_defaults_leave_version_and_zones_to_azure() -> None:
     built = build({"mode": "aks"})
     inputs = built.one("azure-native:containerservice:ManagedCluster").inputs
