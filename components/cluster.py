@@ -198,13 +198,15 @@ class KubernetesCluster(pulumi.ComponentResource):
                 )
             )
 
-        # Whoever runs `pulumi up` deploys the workloads through the Kubernetes API with their own Entra token.
+        # Whoever creates the cluster deploys the workloads through the Kubernetes API with their own Entra token.
+        # The grant keeps that first principal: a preview by the read-only identity (or an `up` by someone else)
+        # must not show it moving to whoever runs pulumi. More admins: `adminGroupObjectIds`.
         deployer = authorization.RoleAssignment(
             f"{name}-deployer-admin",
             scope=cluster.id,
             principal_id=client.object_id,
             role_definition_id=role(AKS_RBAC_CLUSTER_ADMIN),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId"]),
         )
         for index, principal in enumerate(aks.reader_principal_ids):
             for suffix, scope, role_id in (

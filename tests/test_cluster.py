@@ -335,6 +335,8 @@ def test_deployer_is_cluster_admin_through_azure_rbac_before_the_provider_is_use
     assert grant.inputs["roleDefinitionId"].endswith("/b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b")
     assert cluster.urn in grant.dependencies
     assert grant.urn in built.one(PROVIDER_TYPE).dependencies
+    # A later preview/up by another identity (the read-only preview one) must not move the grant to it.
+    assert grant.options["ignoreChanges"] == ["principalId"]
 
 
 def test_readers_get_read_only_roles() -> None:
