@@ -31,7 +31,12 @@ SYSTEM_POOL = "system"
 # The autoscaler owns the node count after creation. A count in the program that differs from the live one
 # would either show as drift on every preview or, when applied, be rejected ("Cannot manually scale AgentPool
 # ... with cluster autoscaler enabled"). The initial count is `minCount`.
-IGNORED_CLUSTER_CHANGES = ["agentPoolProfiles[0].count"]
+#
+# The network profile is set when the cluster is created and never changed by the program: pulumi-azure-native
+# replaces a cluster on any change of its plugin, mode, dataplane, policy or CIDRs, and a replaced cluster takes
+# its node resource group (and whatever lives there) along. A cluster created before the profile was declared
+# moves to Azure CNI Overlay + Cilium in place with `az aks update` (docs/production.md).
+IGNORED_CLUSTER_CHANGES = ["agentPoolProfiles[0].count", "networkProfile"]
 
 # Built-in Azure roles (ids are the same in every tenant).
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
@@ -205,8 +210,9 @@ class KubernetesCluster(pulumi.ComponentResource):
             f"{name}-deployer-admin",
             scope=cluster.id,
             principal_id=client.object_id,
+            principal_type=aks.deployer_principal_type,
             role_definition_id=role(AKS_RBAC_CLUSTER_ADMIN),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId"]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId", "principalType"]),
         )
         for index, principal in enumerate(aks.reader_principal_ids):
             for suffix, scope, role_id in (

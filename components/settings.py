@@ -456,6 +456,9 @@ class AksSettings(Model):
     """Entra ID groups that are cluster admins (in addition to the Azure RBAC role assignments)."""
     disable_local_accounts: bool = False
     """Refuse the static cluster-admin credential: every access is an Entra ID identity under Azure RBAC."""
+    deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
+    """Kind of identity that first runs `pulumi up` (it becomes cluster admin): `User` by hand, `ServicePrincipal`
+    from CI. Azure refuses a role assignment whose principal type doesn't match the principal."""
     protect: bool = True
     """Pulumi `protect` on the resource group and the cluster: a change that would replace either, or a `pulumi
     destroy`, fails. The group also holds the shares' storage account and Azure Managed Redis."""

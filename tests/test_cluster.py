@@ -123,7 +123,9 @@ def test_aks_resource_group_and_cluster_inputs() -> None:
 
 def test_aks_node_count_belongs_to_the_autoscaler() -> None:
     cluster = build(AKS).one("azure-native:containerservice:ManagedCluster")
-    assert cluster.options["ignoreChanges"] == IGNORED_CLUSTER_CHANGES == ["agentPoolProfiles[0].count"]
+    # The network profile too: every field of it would re-create the cluster (e.g. adding it to an old one).
+    assert cluster.options["ignoreChanges"] == IGNORED_CLUSTER_CHANGES
+    assert IGNORED_CLUSTER_CHANGES == ["agentPoolProfiles[0].count", "networkProfile"]
     assert not cluster.options["replaceOnChanges"]  # a setting change must never recreate the cluster
 
 
@@ -336,7 +338,11 @@ def test_deployer_is_cluster_admin_through_azure_rbac_before_the_provider_is_use
     assert cluster.urn in grant.dependencies
     assert grant.urn in built.one(PROVIDER_TYPE).dependencies
     # A later preview/up by another identity (the read-only preview one) must not move the grant to it.
-    assert grant.options["ignoreChanges"] == ["principalId"]
+    assert grant.options["ignoreChanges"] == ["principalId", "principalType"]
+    assert grant.inputs["principalType"] == "User"  # by hand; Azure refuses a type that doesn't match
+    ci = build({**AKS, "aks": {**AKS["aks"], "deployerPrincipalType": "ServicePrincipal"}})
+    [ci_grant] = ci.of_type("azure-native:authorization:RoleAssignment")
+    assert ci_grant.inputs["principalType"] == "ServicePrincipal"
 
 
 def test_readers_get_read_only_roles() -> None:
