@@ -115,6 +115,7 @@ class RecordedRequest:
     name: str | None
     body: Any
     status: int = 0
+    user: str = ""
 
 
 @dataclass
@@ -386,6 +387,7 @@ class KubeApiDouble:
         identity = self.identities.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
         if identity is None:
             return self._fail(401, "Unauthorized", "Unauthorized")
+        record.user = identity.user
         parts = [p for p in path.split("/") if p]
         discovery = self._discovery(parts)
         if discovery is not None:
