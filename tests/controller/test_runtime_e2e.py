@@ -118,6 +118,12 @@ class ControllerProcess:
         self.process.send_signal(signum)
         return self.process.wait(timeout=20)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (no Lease release, a batch cut short)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
     def health(self, path: str) -> int:
         try:
             return requests.get(f"http://127.0.0.1:{self.config.health_port}{path}", timeout=2).status_code
@@ -217,8 +223,7 @@ def test_a_controller_killed_mid_batch_is_finished_by_the_next_one(
     first = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0")
     processes.append(first.start())
     wait_for(lambda: len(gateway.disk_apis()) >= 10, what="the batch under way")
-    first.process.kill()  # type: ignore[union-attr]
-    first.process.wait()  # type: ignore[union-attr]
+    first.kill()
     written = len(gateway.disk_apis())
     assert written < 120, "the batch finished before the kill; slow the gateway down more"
     gateway.faults.slow_rate = 0.0
@@ -250,8 +255,7 @@ def test_two_replicas_only_the_leader_writes(
     }
     assert writers == {leader.user}
 
-    leader.process.kill()  # type: ignore[union-attr]  (no release: the standby waits for the lease to expire)
-    leader.process.wait()  # type: ignore[union-attr]
+    leader.kill()  # no release: the standby waits for the lease to expire
     api.apply(ingress("third", host="third.example.com"))
     wait_for(lambda: len(owned(gateway)) == 3, timeout=20, what="the standby took over")
     lease = api.get("coordination.k8s.io/v1", "Lease", "tyk", "tyk-controller")
