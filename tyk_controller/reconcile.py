@@ -65,7 +65,7 @@ class TranslationLike(Protocol):
 
 TranslateFn = Callable[..., TranslationLike]
 OwnerFn = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
-HandledFn = Callable[..., bool]  # (ingress, config, *, default_class) -> bool
+HandledFn = Callable[..., bool]  # (ingress, config, *, default_class, classes) -> bool
 
 
 @dataclass
@@ -124,18 +124,22 @@ class Reconciler:
     def handled(self, ingress: Mapping[str, Any]) -> bool:
         """The contract's class check, with what only the runtime knows: the IngressClass objects.
 
-        The IngressClass named ``config.ingress_class``, when it exists, must name this controller
-        (``spec.controller``); when it is marked as the cluster default, Ingresses without any class are
-        handled too.
+        IngressClasses whose ``spec.controller`` is ``config.controller_name`` are ours; the one named
+        ``config.ingress_class`` counts only when it names this controller (or does not exist: the legacy
+        annotation needs no IngressClass object). One of ours marked as the cluster default takes the
+        Ingresses that name no class at all.
         """
-        ingress_class = self.state.ingress_classes.items.get(("", self.config.ingress_class))
+        classes: list[str] = []
         default_class = False
-        if ingress_class is not None:
-            if (ingress_class.get("spec") or {}).get("controller") != self.config.controller_name:
-                return False
-            annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
-            default_class = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
-        return self.ingress_handled(ingress, self.config, default_class=default_class)
+        for (_, name), obj in self.state.ingress_classes.items.items():
+            if (obj.get("spec") or {}).get("controller") != self.config.controller_name:
+                if name == self.config.ingress_class:
+                    return False
+                continue
+            classes.append(name)
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            default_class |= annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return self.ingress_handled(ingress, self.config, default_class=default_class, classes=classes)
 
     # --- desired state ---------------------------------------------------------------------------------
 
