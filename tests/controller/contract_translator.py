@@ -6,7 +6,8 @@ problems)``, ``owner_of``, ``ingress_handled``. This stand-in keeps those tests 
 translation; the end-to-end tests run the real one (``tyk_controller.translate``) in the real process.
 
 Test-only annotations: ``test.tyk-aks.io/fatal: <message>`` adds a fatal Problem, ``test.tyk-aks.io/warn:
-<message>`` a non-fatal one.
+<message>`` a non-fatal one, ``test.tyk-aks.io/allowed-ips: <list>`` an IP allow-list (which the gateway
+validates).
 """
 
 from __future__ import annotations
@@ -118,4 +119,9 @@ def translate_ingress(
                 "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
                 "config_data": {OWNER_KEY: f"{namespace}/{name}"},
             }
+            if "test.tyk-aks.io/allowed-ips" in annotations:
+                apis[api_id] |= {
+                    "enable_ip_whitelisting": True,
+                    "allowed_ips": annotations["test.tyk-aks.io/allowed-ips"].split(","),
+                }
     return Translation(apis, certificates, problems)
