@@ -268,6 +268,8 @@ class Controller:
                 await self._gateway_failed(error)
             except KubeError as error:
                 log.warning("Kubernetes call failed, will retry: %s", error)
+            except Exception:  # a bug or an answer nobody foresaw: log it, keep serving, retry with backoff
+                log.exception("reconcile pass failed, will retry")
             else:
                 if full:
                     self._force_full = False
