@@ -212,3 +212,24 @@ def test_tls_secret_pushed_bound_and_rotated(
     assert event["type"] == "Warning" and "shop-tls" in event["message"]
     time.sleep(0.5)
     assert bound() == second  # broken TLS is fatal: the API keeps the certificate it had
+
+
+def test_kubernetes_unreachable_at_start_is_waited_for_not_a_crash(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    base_cluster(api)
+    api.apply(ingress("shop"))
+    api.down = True
+    controller = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0").start()
+    processes.append(controller)
+    wait_for(lambda: controller.health("/healthz") == 200, what="alive")
+    assert controller.health("/readyz") == 503
+    time.sleep(1.0)
+    assert controller.process is not None and controller.process.poll() is None
+    api.down = False
+    wait_for(lambda: len(owned(gateway)) == 1, what="served once Kubernetes answers")
+    wait_for(lambda: controller.health("/readyz") == 200, what="ready")
+    api.down = True
+    started = time.monotonic()
+    assert controller.signal(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 15
