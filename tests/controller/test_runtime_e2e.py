@@ -16,6 +16,7 @@ import requests
 from tests.controller.runtime_support import (
     Cluster,
     ControllerProcess,
+    TcpProxy,
     ingress,
     ingress_class,
     service,
@@ -233,3 +234,32 @@ def test_kubernetes_unreachable_at_start_is_waited_for_not_a_crash(
     started = time.monotonic()
     assert controller.signal(signal.SIGTERM) == 0
     assert time.monotonic() - started < 15
+
+
+def test_gateway_down_and_back(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    cluster = base_cluster(api)
+    proxy = TcpProxy(int(gateway.url.rsplit(":", 1)[1]))
+    try:
+        api.apply(ingress("shop"))
+        controller = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0", gateway_url=proxy.url)
+        processes.append(controller.start())
+        wait_for(
+            lambda: len(owned(gateway)) == 1 and controller.health("/readyz") == 200, what="served, ready"
+        )
+        proxy.down()
+        api.apply(ingress("second", host="second.example.com"))
+        wait_for(lambda: controller.health("/readyz") == 503, what="not ready without the gateway")
+        wait_for(lambda: cluster.events(reason="GatewayUnavailable"), what="the Warning Event")
+        time.sleep(1.5)  # more failed attempts: still one Event, still running, still alive
+        assert len(cluster.events(reason="GatewayUnavailable")) == 1
+        assert controller.process is not None and controller.process.poll() is None
+        assert controller.health("/healthz") == 200
+        proxy.up()
+        wait_for(lambda: len(owned(gateway)) == 2, what="the change made during the outage")
+        wait_for(lambda: cluster.events(reason="GatewayAvailable"), what="the recovery Event")
+        assert controller.signal(signal.SIGTERM) == 0
+        assert gateway.secret not in controller.log.read_text()
+    finally:
+        proxy.close()
