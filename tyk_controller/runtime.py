@@ -88,6 +88,7 @@ class Controller:
             templates=translator.templates,
             pod_name=pod_name,
             pod_namespace=pod_namespace,
+            still_leader=lambda: self.is_leader,
         )
         self.elector: LeaderElector | None = None
         if config.leader_election.enabled:
