@@ -407,3 +407,26 @@ def test_a_definition_the_gateway_refuses_is_reported_and_the_others_are_written
         )
         assert not cluster.events(reason="GatewayUnavailable")
         assert controller.controller.alive()
+
+
+def test_resync_repairs_changes_made_behind_its_back(
+    api: KubeApiDouble, gateway: GatewayEmulator, kubeconfig: Path
+) -> None:
+    setup_cluster(api)
+    api.apply(ingress("shop", paths=("/a", "/b")))
+    with running(make_config(gateway, resync_seconds=0.5), gateway) as controller:
+        controller.controller.reconciler.pending_grace = 0.3
+        wait_for(lambda: len(owned(gateway)) == 2, what="two APIs")
+        edited, removed = sorted(owned(gateway))
+        original = dict(gateway.loaded_apis[edited])
+        gateway.edit_file(
+            "api", edited, lambda api_def: api_def["proxy"].update(target_url="http://evil.example")
+        )
+        gateway.remove_file("api", removed)
+        gateway.reload_now()
+        assert removed not in gateway.loaded_apis
+        wait_for(lambda: len(owned(gateway)) == 2, what="the removed API written again")
+        wait_for(
+            lambda: gateway.loaded_apis[edited]["proxy"]["target_url"] == original["proxy"]["target_url"],
+            what="the edited API restored",
+        )
