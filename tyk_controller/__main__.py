@@ -52,12 +52,16 @@ def setup_logging() -> None:
 
 
 def load_translator(config: ControllerConfig) -> Translator:
-    """The translation functions and the templates (read once at start; a bad template stops the start)."""
+    """The translation functions and the templates (a bad template stops the start; later changes of the
+    files are picked up while running, see ``Controller._follow_templates``)."""
     return Translator(
         translate=translate.translate_ingress,
         owner_of=translate.owner_of,
         ingress_handled=translate.ingress_handled,
         templates=load_templates(config.templates_dir),
+        resolve_conflicts=translate.resolve_conflicts,
+        controller_of=translate.controller_of,
+        load_templates=lambda: load_templates(config.templates_dir),
     )
 
 

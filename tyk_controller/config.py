@@ -72,6 +72,8 @@ class ControllerConfig(_Model):
     watch_namespaces: list[str] = []
     """Namespaces whose Ingresses, Services and TLS Secrets are watched; [] watches every namespace."""
     templates_dir: str = "/etc/tyk-controller/templates"
+    templates_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often the template files are checked for changes (a ConfigMap volume is updated in place)."""
     publish_service: str | None = None
     """``<namespace>/<name>`` of the Service whose ``status.loadBalancer`` every handled Ingress reports."""
     http_port: int = Field(default=8080, ge=1, le=65535)

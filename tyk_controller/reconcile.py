@@ -63,8 +63,20 @@ class TranslationLike(Protocol):
     def problems(self) -> list[Any]: ...
 
 
+class ResolutionLike(Protocol):
+    """``translate.Resolution`` as the runtime reads it."""
+
+    @property
+    def apis(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def problems(self) -> Mapping[tuple[str, str], list[Any]]: ...
+
+
 TranslateFn = Callable[..., TranslationLike]
 OwnerFn = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
+ControllerFn = Callable[[Mapping[str, Any]], "str | None"]  # the controller name recorded in a definition
+ResolveFn = Callable[..., ResolutionLike]  # (apis_by_ingress, *, order, foreign) -> Resolution
 HandledFn = Callable[..., bool]  # (ingress, config, *, default_class, classes) -> bool
 
 
@@ -75,6 +87,7 @@ class PassResult:
     written: int = 0
     deleted: int = 0
     certificates: int = 0
+    certificates_removed: int = 0
     reloads: int = 0
     statuses: int = 0
     events: int = 0
@@ -108,6 +121,8 @@ class Reconciler:
     owner_of: OwnerFn
     ingress_handled: HandledFn
     templates: Mapping[str, Mapping[str, Any]]
+    resolve_conflicts: ResolveFn | None = None  # None: every Ingress's APIs are written as translated
+    controller_of: ControllerFn | None = None  # None: every definition with an owner is this controller's
     pod_name: str = ""
     pod_namespace: str = ""
     pending_grace: float = 5.0
@@ -121,6 +136,9 @@ class Reconciler:
     # api_id -> (canonical definition, Problem): refused with a 4xx; not sent again until it changes
     _refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     _posted: dict[tuple[str, str, str], set[tuple[str, str]]] = field(default_factory=dict)
+    # certificate ids this controller pushed or saw its APIs use: the only ones it ever deletes
+    _our_certificates: set[str] = field(default_factory=set)
+    _unattributed: set[str] = field(default_factory=set)  # api ids already logged as nobody's
     _executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WRITE_WORKERS))
 
     # --- class selection -------------------------------------------------------------------------------
@@ -144,6 +162,11 @@ class Reconciler:
             annotations = (obj.get("metadata") or {}).get("annotations") or {}
             default_class |= annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
         return self.ingress_handled(ingress, self.config, default_class=default_class, classes=classes)
+
+    def use_templates(self, templates: Mapping[str, Mapping[str, Any]]) -> None:
+        """A new template set: every Ingress is translated again on the next pass."""
+        self.templates = templates
+        self._cache.clear()
 
     # --- desired state ---------------------------------------------------------------------------------
 
@@ -171,6 +194,86 @@ class Reconciler:
         self._cache[key] = _Translated(fingerprint, translation)
         return translation
 
+    # --- ownership and conflicts ----------------------------------------------------------------------
+
+    def _ours(
+        self, definition: Mapping[str, Any], owner: tuple[str, str], ingresses: Mapping[Key, Any]
+    ) -> bool:
+        """Whether a definition recording an owning Ingress was written by this controller.
+
+        The record names the controller (``controller_of``): another installation on the same gateways (a
+        different ``controllerName``) is never touched. A record without the controller name predates it:
+        such an API is adopted (and rewritten with the full record) by the controller that handles its
+        Ingress; when that Ingress is gone nobody can tell whose it was, so it is left alone and logged.
+        """
+        if self.config.watch_namespaces and owner[0] not in self.config.watch_namespaces:
+            return False  # another installation's namespace
+        if self.controller_of is None:
+            return True
+        recorded = self.controller_of(definition)
+        if recorded is not None:
+            return recorded == self.config.controller_name
+        if owner in ingresses:
+            return True
+        api_id = str(definition.get("api_id"))
+        if api_id not in self._unattributed:
+            self._unattributed.add(api_id)
+            log.warning(
+                "API %s records Ingress %s/%s but no controller, and that Ingress is not handled here: "
+                "left alone (delete it by hand if it is stale)",
+                api_id,
+                *owner,
+                extra={"api_id": api_id},
+            )
+        return False
+
+    def _combine(
+        self,
+        ingresses: Mapping[Key, Mapping[str, Any]],
+        apis_by_ingress: Mapping[Key, Mapping[str, dict[str, Any]]],
+        foreign: list[dict[str, Any]],
+        problems: dict[Key, list[Any]],
+    ) -> dict[str, tuple[Key, dict[str, Any]]]:
+        """Every Ingress's APIs that can be served together (``resolve_conflicts``), by api id.
+
+        The oldest Ingress (``metadata.creationTimestamp``, ties by namespace/name, as ingress-nginx decides)
+        keeps a contested host and path; definitions this pass must not change (``foreign``: not ours, or of
+        a frozen Ingress) always keep theirs, and their api ids are never overwritten.
+        """
+        owner_by_api = {api_id: key for key, apis in apis_by_ingress.items() for api_id in apis}
+        if self.resolve_conflicts is None:
+            combined: Mapping[str, dict[str, Any]] = {
+                api_id: api for apis in apis_by_ingress.values() for api_id, api in apis.items()
+            }
+        else:
+            order = sorted(apis_by_ingress, key=lambda key: _age(ingresses[key], key))
+            resolution = self.resolve_conflicts(apis_by_ingress, order=order, foreign=foreign)
+            combined = resolution.apis
+            for key, extra in resolution.problems.items():
+                problems.setdefault((key[0], key[1]), []).extend(extra)
+        held = {str(d["api_id"]): d for d in foreign if isinstance(d.get("api_id"), str)}
+        desired: dict[str, tuple[Key, dict[str, Any]]] = {}
+        for api_id, api in combined.items():
+            key = owner_by_api[api_id]
+            holder = held.get(api_id)
+            if holder is not None:
+                if self.controller_of is not None and self.controller_of(holder):
+                    by = f"controller {self.controller_of(holder)!r}"
+                else:
+                    by = "a definition this controller does not manage"
+                problems.setdefault(key, []).append(
+                    _Problem(
+                        "spec.rules",
+                        "PathConflict",
+                        f"{api.get('name', api_id)}: API id {api_id!r} is held on the gateway by {by}; "
+                        "this route is not written",
+                        False,
+                    )
+                )
+                continue
+            desired[api_id] = (key, api)
+        return desired
+
     # --- one pass --------------------------------------------------------------------------------------
 
     async def reconcile(self) -> PassResult:
@@ -179,7 +282,7 @@ class Reconciler:
         for key in list(self._cache):
             if key not in ingresses:
                 del self._cache[key]
-        desired: dict[str, tuple[Key, dict[str, Any]]] = {}
+        apis_by_ingress: dict[Key, Mapping[str, dict[str, Any]]] = {}
         certificates: dict[str, str] = {}
         frozen: set[Key] = set()
         problems: dict[Key, list[Any]] = {}
@@ -195,17 +298,24 @@ class Reconciler:
             if any(p.fatal for p in translation.problems):
                 frozen.add(key)
                 continue
-            for api_id, definition in translation.apis.items():
-                desired[api_id] = (key, definition)
+            apis_by_ingress[key] = translation.apis
             certificates.update(translation.certificates)
-        result.ingresses, result.apis, result.frozen = len(ingresses), len(desired), len(frozen)
 
         live = await asyncio.to_thread(self.gateway.list_apis)
         owned: dict[str, tuple[Key, dict[str, Any]]] = {}
+        foreign: list[dict[str, Any]] = []  # live definitions this pass must not change
         for definition in live:
+            api_id = definition.get("api_id")
             owner = self.owner_of(definition)
-            if owner is not None and isinstance(definition.get("api_id"), str):
-                owned[definition["api_id"]] = ((owner[0], owner[1]), definition)
+            if owner is None or not isinstance(api_id, str) or not self._ours(definition, owner, ingresses):
+                foreign.append(definition)
+            elif owner in frozen:
+                foreign.append(definition)
+                owned[api_id] = ((owner[0], owner[1]), definition)
+            else:
+                owned[api_id] = ((owner[0], owner[1]), definition)
+        desired = self._combine(ingresses, apis_by_ingress, foreign, problems)
+        result.ingresses, result.apis, result.frozen = len(ingresses), len(desired), len(frozen)
 
         now = self.clock()
         for api_id in list(self._pending):
@@ -230,12 +340,9 @@ class Reconciler:
         for api_id in [a for a in self._refused if a not in desired]:
             del self._refused[api_id]
         deletes: list[str] = []
-        in_scope = set(self.config.watch_namespaces)
         for api_id, (owner, _) in owned.items():
             if api_id in desired or owner in frozen:
                 continue
-            if in_scope and owner[0] not in in_scope:
-                continue  # another controller's namespace (a second install on the same gateways)
             pending = self._pending.get(api_id)
             if pending is not None and pending[0] is None:
                 continue
@@ -283,6 +390,7 @@ class Reconciler:
                 raise unreachable
         for key, extra in rejected.items():
             problems.setdefault(key, []).extend(extra)
+        result.certificates_removed = await self._remove_certificates(live, owned, certificates)
 
         written_by: dict[Key, int] = {}
         for key, _ in writes:
@@ -291,12 +399,13 @@ class Reconciler:
             return result
         result.events = await self._report(ingresses, problems, written_by)
         result.statuses = await self._update_statuses(ingresses)
-        if writes or deletes or result.certificates:
+        if writes or deletes or result.certificates or result.certificates_removed:
             log.info(
-                "reconciled: %d written, %d deleted, %d certificates, %d reloads",
+                "reconciled: %d written, %d deleted, %d certificates pushed, %d removed, %d reloads",
                 result.written,
                 result.deleted,
                 result.certificates,
+                result.certificates_removed,
                 result.reloads,
                 extra={"pass": result.__dict__},
             )
@@ -338,6 +447,40 @@ class Reconciler:
             else:
                 raise self.gateway.error("POST", "/tyk/certs", reply)
         return pushed
+
+    async def _remove_certificates(
+        self,
+        live: list[dict[str, Any]],
+        owned: Mapping[str, tuple[Key, dict[str, Any]]],
+        wanted: Mapping[str, str],
+    ) -> int:
+        """Delete the certificates this controller pushed that no API on the gateway uses any more.
+
+        Certificate ids are content addressed, so the same certificate may be shared with APIs this
+        controller doesn't own: a certificate is deleted only when it was pushed by this process or used by
+        an owned API (``_our_certificates``), no translation wants it, and no definition in the gateway's
+        list (owned or not, in any field) names it. The list shows what the gateway has *loaded*: an API
+        rewritten to a renewed certificate still names the old one until the reload, so the old one goes on
+        the first pass after that.
+        """
+        for _, definition in owned.values():
+            for cert_id in definition.get("certificates") or []:
+                if isinstance(cert_id, str) and cert_id:
+                    self._our_certificates.add(cert_id)
+        self._our_certificates.update(wanted)
+        candidates = self._our_certificates - set(wanted)
+        if not candidates:
+            return 0
+        in_use = "\n".join(json.dumps(definition) for definition in live)
+        removed = 0
+        for cert_id in sorted(c for c in candidates if c not in in_use):
+            await asyncio.to_thread(
+                self.gateway.call_ok, "DELETE", f"/tyk/certs/{cert_id}", None, {"org_id": self.config.org_id}
+            )
+            self._our_certificates.discard(cert_id)
+            removed += 1
+            log.info("deleted certificate %s", cert_id, extra={"certificate_id": cert_id})
+        return removed
 
     def _post_certificate(self, pem: str) -> Reply:
         """POST the PEM as the raw body: the gateway's certHandler (gateway/cert.go) reads the body as is.
@@ -521,6 +664,12 @@ class Reconciler:
                 "namespace": self.pod_namespace or "default",
             },
         }
+
+
+def _age(ingress: Mapping[str, Any], key: Key) -> tuple[bool, str, Key]:
+    """Oldest first; an Ingress without a creation time (never from an API server) sorts last."""
+    created = str((ingress.get("metadata") or {}).get("creationTimestamp") or "")
+    return (not created, created, key)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,8 @@ from .kube import (
     login_handler,
 )
 from .leader import LeaderElector
-from .reconcile import HandledFn, OwnerFn, Reconciler, TranslateFn
+from .reconcile import ControllerFn, HandledFn, OwnerFn, Reconciler, ResolveFn, TranslateFn
+from .templates import TemplateError, templates_fingerprint
 
 log = logging.getLogger("tyk_controller")
 
@@ -62,6 +63,10 @@ class Translator:
     owner_of: OwnerFn
     ingress_handled: HandledFn
     templates: Mapping[str, Mapping[str, Any]]
+    resolve_conflicts: ResolveFn | None = None
+    controller_of: ControllerFn | None = None
+    #: Reads the templates again (raises TemplateError); None: the templates never change.
+    load_templates: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 class Controller:
@@ -75,6 +80,7 @@ class Controller:
     ) -> None:
         self.config = config
         self.gateway = gateway
+        self.translator = translator
         self.pod_name = pod_name
         self.pod_namespace = pod_namespace
         self.state = ClusterState()
@@ -88,6 +94,8 @@ class Controller:
             owner_of=translator.owner_of,
             ingress_handled=translator.ingress_handled,
             templates=translator.templates,
+            resolve_conflicts=translator.resolve_conflicts,
+            controller_of=translator.controller_of,
             pod_name=pod_name,
             pod_namespace=pod_namespace,
             still_leader=lambda: self.is_leader,
@@ -180,6 +188,37 @@ class Controller:
             if self.is_leader and await self.reconciler.refresh_publish_status():
                 log.info("the publish Service's address changed")
                 self._wake.set()
+
+    async def _follow_templates(self) -> None:
+        """Templates come from a ConfigMap volume, which the kubelet updates in place (an atomic symlink
+        swap): poll the files' content hash (a few small reads), and on a change load, validate and use the
+        new set (every Ingress is translated again). A set that fails to load is not used: the last good one
+        stays, and the failure is logged and posted as a Warning Event on the controller's Pod once."""
+        assert self.translator.load_templates is not None
+        directory = self.config.templates_dir
+        seen = await asyncio.to_thread(templates_fingerprint, directory)
+        while True:
+            await asyncio.sleep(self.config.templates_poll_seconds)
+            current = await asyncio.to_thread(templates_fingerprint, directory)
+            if current == seen:
+                continue
+            seen = current
+            try:
+                templates = await asyncio.to_thread(self.translator.load_templates)
+            except TemplateError as error:
+                message = f"templates in {directory} not used, the previous ones stay: {error}"
+                log.error(message)
+                await self.reconciler.post_event(
+                    self.reconciler.pod_reference(), "Warning", "TemplatesInvalid", message
+                )
+                continue
+            self.reconciler.use_templates(templates)
+            names = ", ".join(sorted(templates)) or "none"
+            log.info("templates reloaded: %s", names)
+            self._wake.set()
+            await self.reconciler.post_event(
+                self.reconciler.pod_reference(), "Normal", "TemplatesReloaded", f"templates in use: {names}"
+            )
 
     # --- what to watch ---------------------------------------------------------------------------------
 
@@ -319,6 +358,8 @@ class Controller:
         self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="reconcile"))
         if self.config.publish_service is not None:
             self._tasks.append(asyncio.create_task(self._follow_publish_service(), name="publish Service"))
+        if self.translator.load_templates is not None:
+            self._tasks.append(asyncio.create_task(self._follow_templates(), name="templates"))
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         await asyncio.sleep(
             0

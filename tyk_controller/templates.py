@@ -8,6 +8,7 @@ validated here, at load, with the same model as ``TykApi`` (``tyk_gateway.models
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,19 @@ def validate_template(name: str, template: Any, source: str) -> dict[str, Any]:
             "; ".join(f"{source}: {line}" for line in format_errors(error, prefix="template"))
         ) from None
     return dict(template)
+
+
+def templates_fingerprint(directory: str | Path) -> str:
+    """A hash of the template files' names and contents (what ``load_templates`` reads); "" when the folder
+    can't be read. Files are read through their symlinks, as a ConfigMap volume presents them."""
+    digest = hashlib.sha256()
+    try:
+        for path in sorted(Path(directory).iterdir()):
+            if path.suffix in SUFFIXES and not path.name.startswith("."):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def load_templates(directory: str | Path) -> dict[str, dict[str, Any]]:

@@ -53,6 +53,9 @@ from tyk_gateway.models import DefinitionError, normalize_api
 #: ``config_data`` is a field of ``apidef.APIDefinition``, so the gateway keeps it through its file round
 #: trip (unknown top-level fields are dropped when the gateway decodes a definition).
 OWNER_KEY = "tyk-aks.io/ingress"
+#: ``config_data`` key that records which controller (its ``controllerName``, the IngressClass
+#: ``spec.controller``) wrote the definition: two installations on one gateway never touch each other's APIs.
+CONTROLLER_KEY = "tyk-aks.io/controller"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
 #: Mux variables appended to a Kubernetes path to get Kubernetes matching from a prefix router.
@@ -146,6 +149,16 @@ def owner_of(definition: Mapping[str, Any]) -> tuple[str, str] | None:
     if not namespace or not name:
         return None
     return namespace, name
+
+
+def controller_of(definition: Mapping[str, Any]) -> str | None:
+    """The controller name recorded next to the owner; None when the record has none (written before the
+    controller name was recorded: the runtime adopts such an API only for an Ingress it handles)."""
+    config_data = definition.get("config_data")
+    if not isinstance(config_data, Mapping):
+        return None
+    controller = config_data.get(CONTROLLER_KEY)
+    return controller if isinstance(controller, str) and controller else None
 
 
 def api_id_for(namespace: str, name: str, host: str, path: str, path_type: str, scheme: str) -> str:
@@ -310,7 +323,9 @@ def translate_ingress(
             }
             if cert_ids:
                 generated["certificates"] = list(cert_ids)
-            definition = _build(generated, template, setters, f"{namespace}/{name}", route, problems)
+            definition = _build(
+                generated, template, setters, f"{namespace}/{name}", config.controller_name, route, problems
+            )
             if definition is not None:
                 apis[api_id] = definition
     if any(problem.fatal for problem in problems):
@@ -352,6 +367,7 @@ def _build(
     template: Mapping[str, Any],
     setters: list[Setter],
     owner: str,
+    controller: str,
     route: Route,
     problems: list[Problem],
 ) -> dict[str, Any] | None:
@@ -370,6 +386,7 @@ def _build(
     definition["config_data"] = {
         **(config_data if isinstance(config_data, Mapping) else {}),
         OWNER_KEY: owner,
+        CONTROLLER_KEY: controller,
     }
     try:
         return normalize_api(definition)

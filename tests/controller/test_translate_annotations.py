@@ -9,7 +9,7 @@ import pytest
 from tests.controller.test_translate import backend, ingress, translate
 from tyk_controller.annotations import parse_setters
 from tyk_controller.templates import TemplateError, load_templates
-from tyk_controller.translate import OWNER_KEY, owner_of
+from tyk_controller.translate import CONTROLLER_KEY, OWNER_KEY, controller_of, owner_of
 from tyk_gateway.models import ApiDefinition
 
 PROJECT_TEMPLATES = load_templates(Path(__file__).parents[2] / "ingress_templates")
@@ -60,8 +60,13 @@ def test_setters_of_every_kind_apply_last() -> None:
     assert api["use_keyless"] is True and api["use_standard_auth"] is False
     assert api["session_lifetime"] == 3600 and api["name"] == "Shop API"
     assert api["tags"] == ["edge", "shop"] and api["proxy"]["preserve_host_header"] is True
-    # config_data replaced by the annotation, but the ownership marker survives.
-    assert api["config_data"] == {"team": "shop", OWNER_KEY: "shop/web"} and owner_of(api) == ("shop", "web")
+    # config_data replaced by the annotation, but the ownership marker (Ingress and controller) survives.
+    assert api["config_data"] == {
+        "team": "shop",
+        OWNER_KEY: "shop/web",
+        CONTROLLER_KEY: "tyk-aks.io/ingress-controller",
+    }
+    assert owner_of(api) == ("shop", "web") and controller_of(api) == "tyk-aks.io/ingress-controller"
 
 
 def test_generated_fields_win_over_the_template() -> None:
