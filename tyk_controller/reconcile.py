@@ -47,7 +47,8 @@ log = logging.getLogger("tyk_controller.reconcile")
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 EVENT_COMPONENT = "tyk-ingress-controller"
 WRITE_WORKERS = 8  # concurrent gateway writes (the gateway's HTTP server handles each on its own goroutine)
-KUBE_CONCURRENCY = 16  # concurrent status patches / Event posts
+KUBE_CONCURRENCY = 16
+DIGEST_KEY = "tyk-aks.io/digest"  # config_data key: digest of the definition as written (``_with_digest``)  # concurrent status patches / Event posts
 
 
 class TranslationLike(Protocol):
@@ -324,6 +325,7 @@ class Reconciler:
         writes: list[tuple[Key, dict[str, Any]]] = []
         rejected: dict[Key, list[Any]] = {}
         for api_id, (key, definition) in desired.items():
+            definition = _with_digest(definition)
             want = canonical(definition)
             current = owned.get(api_id)
             if current is not None and project(current[1], want) == want:
@@ -664,6 +666,21 @@ class Reconciler:
                 "namespace": self.pod_namespace or "default",
             },
         }
+
+
+def _with_digest(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition with a digest of itself in ``config_data``.
+
+    Live definitions are compared through the desired one's fields (the gateway returns every field, zero
+    values included), which can't see a field the desired definition no longer has (a template or an
+    annotation that stopped setting it): the digest changes then, so the definition is written again.
+    """
+    digest = hashlib.sha256(json.dumps(canonical(definition), sort_keys=True).encode()).hexdigest()[:32]
+    config_data = definition.get("config_data")
+    return {
+        **definition,
+        "config_data": {**(config_data if isinstance(config_data, Mapping) else {}), DIGEST_KEY: digest},
+    }
 
 
 def _age(ingress: Mapping[str, Any], key: Key) -> tuple[bool, str, Key]:
