@@ -5,14 +5,18 @@ One pass (``Reconciler.reconcile``):
 1. *Desired*: every handled Ingress in the in-memory stores, translated (``translate.translate_ingress``).
    An Ingress whose translation has a ``fatal`` Problem is *frozen*: its APIs on the gateway stay exactly as
    they are (neither written nor deleted), and only the Problem is reported.
-2. *Actual*: one ``GET /tyk/apis``, filtered to the definitions this controller owns (``owner_of``); APIs
-   owned by nobody (``TykApi`` resources, hand-made ones) are never touched. ``GET /tyk/certs`` only when a
-   TLS certificate is desired.
-3. Write only the differences: a definition is compared through the shape of the desired one
-   (``tyk_gateway.drift.project``: the gateway returns every struct field, zero values included), missing
-   certificates are pushed, owned APIs whose Ingress is gone are deleted; then ONE ``/tyk/reload/group``,
-   and never more than one per ``min_reload_interval_seconds``.
-4. Ingress status (``status.loadBalancer`` from the publish Service) and Events (one per Problem, posted
+2. *Actual*: one ``GET /tyk/apis``, filtered to the definitions this controller owns (``owner_of`` and
+   ``controller_of``: the Ingress and the controller name recorded in ``config_data``); APIs of nobody
+   (``TykApi`` resources, hand-made ones) and of another installation are never touched.
+3. *Combined* (``resolve_conflicts``): of Ingresses routing the same host and path the oldest keeps it;
+   definitions this pass must not change (not ours, or of a frozen Ingress) always keep theirs.
+4. Write only the differences: a definition is compared through the shape of the desired one
+   (``tyk_gateway.drift.project``: the gateway returns every struct field, zero values included) plus a
+   digest of the whole (``_with_digest``), missing certificates are pushed, owned APIs whose Ingress is
+   gone are deleted; then ONE ``/tyk/reload/group``, and never more than one per
+   ``min_reload_interval_seconds``; certificates this controller pushed that no API names any more are
+   deleted.
+5. Ingress status (``status.loadBalancer`` from the publish Service) and Events (one per Problem, posted
    once while the Problem persists).
 
 The gateway lists what it has *loaded*; a definition written a moment ago shows up only after the group
