@@ -81,6 +81,11 @@ class Controller:
         self.config = config
         self.gateway = gateway
         self.translator = translator
+        # Taken right after the templates were loaded: a change while Kubernetes is still unreachable at start
+        # is not missed.
+        self._templates_seen = (
+            templates_fingerprint(config.templates_dir) if translator.load_templates else ""
+        )
         self.pod_name = pod_name
         self.pod_namespace = pod_namespace
         self.state = ClusterState()
@@ -196,7 +201,7 @@ class Controller:
         stays, and the failure is logged and posted as a Warning Event on the controller's Pod once."""
         assert self.translator.load_templates is not None
         directory = self.config.templates_dir
-        seen = await asyncio.to_thread(templates_fingerprint, directory)
+        seen = self._templates_seen
         while True:
             await asyncio.sleep(self.config.templates_poll_seconds)
             current = await asyncio.to_thread(templates_fingerprint, directory)
