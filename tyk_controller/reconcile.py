@@ -51,8 +51,8 @@ log = logging.getLogger("tyk_controller.reconcile")
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 EVENT_COMPONENT = "tyk-ingress-controller"
 WRITE_WORKERS = 8  # concurrent gateway writes (the gateway's HTTP server handles each on its own goroutine)
-KUBE_CONCURRENCY = 16
-DIGEST_KEY = "tyk-aks.io/digest"  # config_data key: digest of the definition as written (``_with_digest``)  # concurrent status patches / Event posts
+KUBE_CONCURRENCY = 16  # concurrent status patches / Event posts
+DIGEST_KEY = "tyk-aks.io/digest"  # config_data key: digest of the definition as written (``_with_digest``)
 
 
 class TranslationLike(Protocol):
