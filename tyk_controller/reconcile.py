@@ -313,7 +313,7 @@ class Reconciler:
             api_id = definition.get("api_id")
             owner = self.owner_of(definition)
             if owner is None or not isinstance(api_id, str) or not self._ours(definition, owner, ingresses):
-                foreign.append(definition)
+                foreign.append(_as_written(definition))
             elif owner in frozen:
                 foreign.append(definition)
                 owned[api_id] = ((owner[0], owner[1]), definition)
@@ -670,6 +670,26 @@ class Reconciler:
                 "namespace": self.pod_namespace or "default",
             },
         }
+
+
+def _as_written(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with the listen path it was written with.
+
+    When an API is loaded onto a domain and listen path that another one already had, the gateway keeps the
+    earlier API there and appends ``-<api_id>`` (then ``_`` until unique) to the newcomer's listen path in
+    what it has loaded and lists (``processSpec``/``loadHTTPService`` in ``gateway/api_loader.go``). An API
+    we don't manage still claims the path it was written with, so conflicts are resolved against that one.
+    """
+    api_id = definition.get("api_id")
+    proxy = definition.get("proxy")
+    if not isinstance(api_id, str) or not isinstance(proxy, Mapping):
+        return definition
+    listen_path = str(proxy.get("listen_path") or "")
+    marker = "-" + api_id
+    trimmed = listen_path.rstrip("_")
+    if not api_id or not trimmed.endswith(marker) or len(trimmed) == len(marker):
+        return definition
+    return {**definition, "proxy": {**proxy, "listen_path": trimmed[: -len(marker)]}}
 
 
 def _with_digest(definition: Mapping[str, Any]) -> dict[str, Any]:

@@ -174,6 +174,23 @@ def test_the_older_ingress_keeps_a_contested_path_and_foreign_apis_are_never_ove
         assert len(cluster.events("alpha", "PathConflict")) == 2
         assert json.dumps(gateway.loaded_apis["hand-made"], sort_keys=True) == foreign_before
 
+        # A hand-made API written later onto a path an Ingress serves: the gateway lets the Ingress's API keep
+        # the path and renames the newcomer, but the controller yields to the API it doesn't manage.
+        add_foreign_api(
+            gateway,
+            {
+                "api_id": "later",
+                "domain": "shop.example.com",
+                "proxy": {"listen_path": "/zeta{http:/|$}", "target_url": "http://x"},
+            },
+        )
+        wait_for(
+            lambda: ("later", "shop.example.com", "/zeta{http:/|$}") in routes(gateway),
+            what="the later hand-made API served on its own path",
+        )
+        assert ("default/zeta", "shop.example.com", "/zeta{http:/|$}") not in routes(gateway)
+        wait_for(lambda: cluster.events("zeta", "PathConflict"), what="a PathConflict Event on zeta")
+
         # The older one gives the path up: the newer one gets it.
         api.apply(ingress("zeta", host="shop.example.com", paths=("/zeta",)))
         wait_for(
