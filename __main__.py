@@ -101,7 +101,9 @@ def main() -> None:
         definitions = declare_definitions(
             PROJECT_DIR / settings.api_management.definitions_dir,
             gateway_url=settings.api_management.gateway_url,
-            opts=pulumi.ResourceOptions(depends_on=[gateway]),
+            # The release, not the component: a component dependency expands to each of its children for every
+            # resource, which made evaluation quadratic in the number of definitions.
+            opts=pulumi.ResourceOptions(depends_on=[gateway.release]),
         )
         pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
         pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})
