@@ -106,6 +106,7 @@ def main() -> None:
             opts=pulumi.ResourceOptions(depends_on=[gateway.release]),
         )
         pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
+        pulumi.export("oas_api_ids", {name: api.api_id for name, api in definitions.oas_apis.items()})
         pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})
 
     pulumi.export("namespace", namespace_name)

@@ -36,8 +36,9 @@ from pydantic import BaseModel, ValidationError
 
 from .cache import SharedList
 from .client import SECRET_ENV_VAR, ClientSettings, DeleteOutcome, GatewayClient, Secret
-from .drift import API_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
+from .drift import API_MAP_PATHS, OAS_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
 from .models import UNKNOWN, ApiDefinition, Policy, canonical, dump_definition, format_errors
+from .oas import oas_api_id, oas_problems, oas_summary
 from .reload import ReloadCoordinator
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Gateway:
         ttl = config.client.list_cache_ttl
         self.apis = SharedList(self.client.list_apis, "api_id", ttl, self.client.reload_local)
         self.policies = SharedList(self.client.list_policies, "id", ttl, self.client.reload_local)
+        self.oas_apis = SharedList(self.client.list_oas_apis, oas_api_id, ttl, self.client.reload_local)
 
 
 _GATEWAYS: dict[tuple[str, ProviderConfig], Gateway] = {}
@@ -162,6 +164,14 @@ class _TykProvider(ResourceProvider):
     def _remove(self, gateway: Gateway, object_id: str) -> None:
         raise NotImplementedError
 
+    def _validate(self, definition: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        """(normalised definition, []) when valid, else (None, problems); preview placeholders are no problem."""
+        try:
+            model = self.model.model_validate(canonical(definition))
+        except ValidationError as error:
+            return None, format_errors(error, skip_unknown=True)
+        return dump_definition(model), []
+
     # --- check / diff: pure, no HTTP -------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -178,14 +188,12 @@ class _TykProvider(ResourceProvider):
         elif not isinstance(definition, Mapping):
             problems.append(f"definition: must be an object (got {type(definition).__name__})")
         else:
-            try:
-                model = self.model.model_validate(canonical(definition))
-            except ValidationError as error:
+            normalized, definition_problems = self._validate(definition)
+            if normalized is None:
                 # Errors caused by values still unknown during preview are not errors yet.
-                problems += format_errors(error, skip_unknown=True)
+                problems += definition_problems
                 inputs["definition"] = canonical(definition)
             else:
-                normalized = dump_definition(model)
                 inputs["definition"] = normalized
                 inputs.update(self._derived(normalized))
         return CheckResult(inputs, [CheckFailure("", problem) for problem in problems])
@@ -309,3 +317,38 @@ class TykPolicyProvider(_TykProvider):
         org = recorded.get("org_id") if isinstance(recorded, Mapping) else None
         matching = [c for c in candidates if c.get("org_id") == org]
         return (matching or candidates)[-1]
+
+
+class TykOasApiProvider(_TykProvider):
+    """Tyk OAS API definitions via ``/tyk/apis/oas`` (an OpenAPI document with ``x-tyk-api-gateway``).
+
+    Same guarantees as classic APIs: writes share the gateway's reload coordinator (one coalesced reload
+    for classic and OAS writes together), refresh reads one ``GET /tyk/apis/oas`` list, POST is an upsert.
+    """
+
+    kind = "Tyk OAS API"
+    id_output = "api_id"
+    map_paths = OAS_MAP_PATHS
+
+    def _validate(self, definition: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        # Values still unknown during preview are skipped here and checked in full at `up`.
+        problems = oas_problems(definition, skip_unknown=True)
+        return (None, problems) if problems else (canonical(definition), [])
+
+    def _lists(self, gateway: Gateway) -> SharedList:
+        return gateway.oas_apis
+
+    def _derived(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        return oas_summary(definition)
+
+    def _put(self, gateway: Gateway, definition: Mapping[str, Any], created: bool) -> None:
+        gateway.client.upsert_oas_api(definition, str(oas_api_id(definition)))
+
+    def _remove(self, gateway: Gateway, object_id: str) -> None:
+        outcome = gateway.client.delete_oas_api(object_id)
+        if outcome is DeleteOutcome.NOT_LOADED:
+            # As for classic APIs: the files may exist without being loaded; load them, then delete.
+            gateway.client.reload_local()
+            outcome = gateway.client.delete_oas_api(object_id)
+        if outcome is not DeleteOutcome.DELETED:
+            log.info("Tyk OAS API %s was already gone (%s)", object_id, outcome.value)
