@@ -748,7 +748,7 @@ class GatewayEmulator:
             return self._oas_patch(api_id, body)
         return _error(405, "Method not supported")
 
-    def _oas_write(self, api_id: str | None, body: bytes, require_extension: bool = True) -> _Reply:
+    def _oas_write(self, api_id: str | None, body: bytes) -> _Reply:
         """POST (api_id None) or PUT of an OAS document, behind validateOAS."""
         try:
             document = json.loads(body.decode("utf-8"))
@@ -757,7 +757,7 @@ class GatewayEmulator:
         if not isinstance(document, dict):
             return _error(400, "Request malformed")
         extension = document.get(OAS_EXTENSION)
-        if require_extension and not isinstance(extension, dict):
+        if not isinstance(extension, dict):
             return _error(400, ERR_PAYLOAD_WITHOUT_TYK_EXTENSION)
         reason = oas_schema_errors(document)
         if reason:

@@ -153,7 +153,7 @@ def test_full_lifecycle(emulator: GatewayEmulator, oas_provider: _TykProvider) -
     desired = props(oas_provider, emulator.url, oas_document("petstore"))
     created = oas_provider.create(desired)
     outs = created.outs or {}
-    assert created.id == "petstore" and outs["target_url"] == "http://petstore.apps.svc.cluster.local:8080"
+    assert created.id == "petstore" and outs["target_url"] == "https://petstore.swagger.io/v2"
     assert (
         emulator.stats.calls["POST /tyk/apis/oas"] == 1 and emulator.stats.calls["GET /tyk/reload/group"] == 1
     )
