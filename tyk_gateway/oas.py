@@ -92,10 +92,8 @@ def minor_version(document: Mapping[str, Any]) -> str:
 
 
 def _location(error: ValidationError) -> str:
-    parts = ["definition"]
-    for part in error.absolute_path:
-        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
-    return ".".join(parts).replace(".[", "[")
+    # Dotted like the classic models' errors (list indices too), so the loader can point at the line.
+    return ".".join(["definition", *(str(part) for part in error.absolute_path)])
 
 
 def _describe(error: ValidationError) -> str:
