@@ -1,6 +1,6 @@
 """Evaluation time and peak memory of the Pulumi program against the number of managed definitions.
 
-Run: ``python -m benchmarks.program_bench [--sizes 0 1000 10000] [--stack dev]``
+Run: ``./run bench program_bench [--sizes 0 1000 10000] [--stack dev] [--oas-share 0.5]``
 
 For each N it writes N API files (classic; ``--oas-share`` of them as Tyk OAS documents) and N/10 policies
 (each granting 10 of the APIs) to a temporary folder, points the stack's ``apiManagement.definitionsDir`` at it

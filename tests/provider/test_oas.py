@@ -350,3 +350,17 @@ def test_the_shipped_policy_grants_the_oas_sample_and_waits_for_it() -> None:
     assert petstore.dependencies == [release]
     assert set(policy.dependencies) == {release, petstore.urn, plan.one(API_TYPE, "httpbin").urn}
     assert plan.outputs["oas_api_ids"] == {"petstore": "petstore"}
+
+
+def test_a_classic_and_an_oas_api_on_one_listen_path_are_refused(tmp_path: Path) -> None:
+    write(
+        tmp_path / "apis" / "classic.json",
+        api_definition("classic", proxy={"listen_path": "/shop", "target_url": "http://a"}),
+    )
+    write(tmp_path / "oas" / "shop.json", oas_document("shop"))
+    with pytest.raises(
+        DefinitionFileError,
+        match=r"oas/shop\.json:\d+:\d+: definition\.x-tyk-api-gateway\.server\.listenPath\.value '/shop/' on no domain "
+        r"\(every host\) is also the listen path of .*apis/classic\.json",
+    ):
+        load_definitions(tmp_path)
