@@ -117,9 +117,8 @@ def main() -> None:
             # resource, which made evaluation quadratic in the number of definitions.
             opts=pulumi.ResourceOptions(depends_on=[gateway.release]),
         )
-        pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
-        pulumi.export("oas_api_ids", {name: api.api_id for name, api in definitions.oas_apis.items()})
-        pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})
+        for output_name, ids in definitions.ids.items():  # api_ids, oas_api_ids, policy_ids: file stem -> id
+            pulumi.export(output_name, ids)
 
     pulumi.export("namespace", namespace_name)
     pulumi.export("gateway_url", gateway.public_url)

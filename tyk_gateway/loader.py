@@ -56,6 +56,9 @@ class DeclaredDefinitions:
     apis: dict[str, TykApi]
     policies: dict[str, TykPolicy]
     oas_apis: dict[str, TykOasApi] = field(default_factory=dict)
+    #: The ids as plain strings (client-chosen, known from the files), for stack outputs: exporting the
+    #: resources' id Outputs instead cost about 1 ms each at evaluation, a fifth of a 10,000-API program.
+    ids: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _parse(path: Path) -> Any:
@@ -231,4 +234,9 @@ def declare_definitions(
         granted = [by_id[api_id] for api_id in definition.get("access_rights") or {}]  # all declared: checked
         policy_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=granted))
         policies[name] = TykPolicy(name, definition, gateway_url, policy_opts)
-    return DeclaredDefinitions(apis=apis, policies=policies, oas_apis=oas_apis)
+    ids = {
+        "api_ids": {name: str(definition["api_id"]) for name, definition in loaded.apis.items()},
+        "oas_api_ids": {name: str(oas_api_id(document)) for name, document in loaded.oas_apis.items()},
+        "policy_ids": {name: str(definition["id"]) for name, definition in loaded.policies.items()},
+    }
+    return DeclaredDefinitions(apis=apis, policies=policies, oas_apis=oas_apis, ids=ids)
