@@ -5,6 +5,7 @@ Thin on purpose: validate the stack config, compose the components, export what 
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pulumi
@@ -39,6 +40,10 @@ def secret_or_generated(config: pulumi.Config, key: str, length: int) -> pulumi.
 
 
 def main() -> None:
+    # The SDK keeps every resource, Output and future alive until the program ends, and Python's cyclic GC
+    # kept rescanning that growing heap: about 40% of the evaluation of 3,000 definitions. Collecting the
+    # youngest generation every 20,000 allocations instead of 700 removes most of it (benchmarks/program_bench).
+    gc.set_threshold(20_000, 50, 10)
     config = pulumi.Config()
     stack_file = PROJECT_DIR / f"Pulumi.{pulumi.get_stack()}.yaml"  # where config problems are located
     raw_config = raw_stack_config()
