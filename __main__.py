@@ -12,10 +12,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.api_access import ApiManagementAccess, ApiManagementAccessArgs
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
-from components.gateway import TykGateway, TykGatewayArgs
-from components.redis import Redis, RedisArgs
+from components.gateway import CONTROL_SERVICE_NAME, TykGateway, TykGatewayArgs
+from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
+from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
+from components.redis import POD_LABELS as REDIS_POD_LABELS
 from components.settings import (
     ConfigError,
     config_problem,
@@ -24,7 +28,8 @@ from components.settings import (
     raw_stack_config,
     required_secrets,
 )
-from components.storage import SharedStorage, SharedStorageArgs
+from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
+from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.loader import declare_definitions
 from tyk_gateway.problems import InputError, debug_enabled
 
@@ -64,24 +69,53 @@ def main() -> None:
     cluster = KubernetesCluster("cluster", KubernetesClusterArgs(settings=settings.cluster))
     in_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
+    pod_security = {
+        f"pod-security.kubernetes.io/{mode}{suffix}": value
+        for mode in ("enforce", "audit", "warn")
+        for suffix, value in (
+            ("", settings.pod_security.enforce),
+            ("-version", settings.pod_security.version),
+        )
+    }
     namespace = k8s.core.v1.Namespace(
         "namespace",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels={**labels, **pod_security}),
         opts=in_cluster,
     )
     namespace_name = namespace.metadata["name"]
 
     api_secret = secret_or_generated(config, "apiSecret", length=40)
-    redis_password = secret_or_generated(config, "redisPassword", length=32)
+    # Azure Managed Redis brings its own access keys.
+    redis_password = (
+        secret_or_generated(config, "redisPassword", length=32) if settings.redis.managed is None else ""
+    )
 
+    azure = None
+    if (
+        cluster.resource_group_name is not None
+        and cluster.location is not None
+        and cluster.principal_id is not None
+    ):
+        azure = AzureTarget(cluster.resource_group_name, cluster.location, cluster.principal_id)
     storage = SharedStorage(
         "storage",
-        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels),
+        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels, azure=azure),
         opts=in_cluster,
     )
+    managed_redis = None
+    if cluster.resource_group_name is not None and settings.cluster.aks is not None:
+        aks = settings.cluster.aks
+        managed_redis = ManagedRedisTarget(cluster.resource_group_name, aks.location, list(aks.zones))
     redis = Redis(
         "redis",
-        RedisArgs(namespace=namespace_name, settings=settings.redis, password=redis_password, labels=labels),
+        RedisArgs(
+            namespace=namespace_name,
+            settings=settings.redis,
+            password=redis_password,
+            previous_password=config.get_secret("redisPasswordPrevious"),
+            labels=labels,
+            managed=managed_redis,
+        ),
         opts=in_cluster,
     )
     gateway = TykGateway(
@@ -93,6 +127,12 @@ def main() -> None:
             redis_addrs=redis.addrs,
             redis_password_secret_name=redis.password_secret_name,
             redis_password_secret_key=redis.password_secret_key,
+            redis_use_ssl=redis.use_ssl,
+            redis_enable_cluster=redis.enable_cluster,
+            pod_annotations={GENERATION_ANNOTATION: redis.generation},
+            # The SMB mounts present every file as mountUid:mountGid; the gateways run as that user.
+            run_as_user=settings.storage.mount_uid,
+            fs_group=settings.storage.mount_gid,
             claim_names=storage.claim_names,
             wait_for=[*storage.claims.values(), *redis.resources],
             labels=labels,
@@ -100,6 +140,20 @@ def main() -> None:
         ),
         opts=in_cluster,
     )
+
+    if settings.network_policies.enabled:
+        NetworkPolicies(
+            "network-policies",
+            NetworkPoliciesArgs(
+                namespace=namespace_name,
+                settings=settings.network_policies,
+                labels=labels,
+                gateway_labels=GATEWAY_POD_LABELS,
+                control_port=settings.gateway.control_port,
+                redis_labels=REDIS_POD_LABELS if redis.in_cluster else None,
+            ),
+            opts=in_cluster,
+        )
 
     if settings.controller.enabled:
         IngressController(
@@ -115,12 +169,28 @@ def main() -> None:
         )
 
     if settings.api_management.enabled:
+        management = settings.api_management
+        # Through the API server (refresh/destroy find the cluster in stack config), or a plain URL.
+        control_target = management.gateway_url or kubernetes_target(
+            settings.namespace, CONTROL_SERVICE_NAME, settings.gateway.control_port
+        )
+        access = ApiManagementAccess(
+            "api-management",
+            ApiManagementAccessArgs(
+                namespace=namespace_name,
+                control_service=CONTROL_SERVICE_NAME,
+                deploy_subjects=management.rbac_subjects,
+                preview_subjects=management.preview_subjects,
+                labels=labels,
+            ),
+            opts=in_cluster,
+        )
         definitions = declare_definitions(
-            PROJECT_DIR / settings.api_management.definitions_dir,
-            gateway_url=settings.api_management.gateway_url,
+            PROJECT_DIR / management.definitions_dir,
+            gateway_url=control_target,
             # The release, not the component: a component dependency expands to each of its children for every
             # resource, which made evaluation quadratic in the number of definitions.
-            opts=pulumi.ResourceOptions(depends_on=[gateway.release]),
+            opts=pulumi.ResourceOptions(depends_on=[gateway.release, *access.resources]),
         )
         for output_name, ids in definitions.ids.items():  # api_ids, oas_api_ids, policy_ids: file stem -> id
             pulumi.export(output_name, ids)
@@ -130,8 +200,10 @@ def main() -> None:
     pulumi.export("control_api_url", gateway.control_api_url)
     pulumi.export("gateway_replicas", settings.gateway.replicas)
     pulumi.export("shared_claims", storage.claim_names)
-    if cluster.kubeconfig is not None:
-        pulumi.export("kubeconfig", cluster.kubeconfig)
+    # No kubeconfig export: `az aks get-credentials` + kubelogin give each person their own Entra ID token.
+    if cluster.cluster_name is not None:
+        pulumi.export("aks_cluster_name", cluster.cluster_name)
+        pulumi.export("aks_resource_group", cluster.resource_group_name)
 
 
 try:

@@ -29,7 +29,7 @@ from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 from tyk_gateway.loader import DefinitionFileError, load_definitions
 from tyk_gateway.models import UNKNOWN
 from tyk_gateway.oas import oas_problems
-from tyk_gateway.provider import TykApiProvider, TykOasApiProvider, _TykProvider
+from tyk_gateway.provider import AdoptionRefusedError, TykApiProvider, TykOasApiProvider, _TykProvider
 
 SAMPLE = Path(__file__).resolve().parents[2] / "definitions"
 OAS_TYPE = "pulumi-python:dynamic/tyk:OasApi"
@@ -364,3 +364,27 @@ def test_a_classic_and_an_oas_api_on_one_listen_path_are_refused(tmp_path: Path)
         r"\(every host\) is also the listen path of .*apis/classic\.json",
     ):
         load_definitions(tmp_path)
+
+
+def test_create_refuses_to_overwrite_an_unmanaged_oas_api(emulator: GatewayEmulator) -> None:
+    theirs = oas_document("shared")
+    theirs["x-tyk-api-gateway"]["upstream"]["url"] = "http://theirs"
+    GatewayClient(emulator.url, Secret(SECRET), ClientSettings()).upsert_oas_api(
+        theirs, "shared"
+    )  # not loaded yet
+    provider = plugin_provider(TykOasApiProvider, provider_config())
+    with pytest.raises(AdoptionRefusedError, match=r"python -m tyk_gateway\.adopt oas shared"):
+        provider.create(props(provider, emulator.url, oas_document("shared")))
+    emulator.reload_now()
+    assert (
+        emulator.loaded_oas["shared"]["x-tyk-api-gateway"]["upstream"]["url"] == "http://theirs"
+    )  # untouched
+
+    new_command()
+    adopting = plugin_provider(TykOasApiProvider, provider_config(management={"adopt": ["shared"]}))
+    assert adopting.create(props(adopting, emulator.url, oas_document("shared"))).id == "shared"
+    emulator.reload_now()
+    assert (
+        emulator.loaded_oas["shared"]["x-tyk-api-gateway"]["upstream"]["url"]
+        == "https://petstore.swagger.io/v2"
+    )
