@@ -297,7 +297,7 @@ class _TykProvider(ResourceProvider):
     model: ClassVar[type[BaseModel]]
     id_output: ClassVar[str]  # resource input/output that mirrors the object's id
     id_field: ClassVar[str]  # the id's field inside the definition
-    change_kind: ClassVar[str]  # "api" or "policy"
+    change_kind: ClassVar[str]  # "api", "oas" or "policy"
     map_paths: ClassVar[frozenset[Path]]
     _config: ProviderConfig | None = None
 
