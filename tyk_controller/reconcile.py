@@ -480,12 +480,22 @@ class Reconciler:
         in_use = "\n".join(json.dumps(definition) for definition in live)
         removed = 0
         for cert_id in sorted(c for c in candidates if c not in in_use):
-            await asyncio.to_thread(
-                self.gateway.call_ok, "DELETE", f"/tyk/certs/{cert_id}", None, {"org_id": self.config.org_id}
-            )
+            try:
+                await asyncio.to_thread(
+                    self.gateway.call_ok,
+                    "DELETE",
+                    f"/tyk/certs/{cert_id}",
+                    None,
+                    {"org_id": self.config.org_id},
+                )
+            except TykGatewayError as error:
+                if error.status is None or error.status >= 500:
+                    raise  # unreachable: the pass is retried, the certificate stays a candidate
+                log.warning("delete of certificate %s refused: %s", cert_id, error)
+            else:
+                removed += 1
+                log.info("deleted certificate %s", cert_id, extra={"certificate_id": cert_id})
             self._our_certificates.discard(cert_id)
-            removed += 1
-            log.info("deleted certificate %s", cert_id, extra={"certificate_id": cert_id})
         return removed
 
     def _post_certificate(self, pem: str) -> Reply:
