@@ -49,6 +49,7 @@ from tyk_controller.config import (
     LeaderElection,
     WebhookServer,
 )
+from tyk_controller.templates import SUFFIXES, load_templates
 
 NAME = "tyk-controller"
 SERVICE_ACCOUNT_NAME = NAME
@@ -85,7 +86,7 @@ RUN_AS = 65532
 """The image's numeric non-root user (Dockerfile `USER`); runAsNonRoot can only verify a numeric user."""
 
 PROJECT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "ingress_templates"
-TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")
+TEMPLATE_SUFFIXES = SUFFIXES
 _CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
@@ -119,11 +120,7 @@ def template_files(directory: Path) -> dict[str, str]:
 
 
 def _validate_with_controller(directory: Path, files: Mapping[str, str]) -> None:
-    """Run the controller's own template loader, when the package has it, on the exact folder shipped."""
-    try:
-        from tyk_controller.templates import load_templates
-    except ImportError:  # the loader arrives with the translation module
-        return
+    """Run the controller's own loader on the exact folder shipped: what it refuses at start fails the plan."""
     if files:
         load_templates(directory)
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from components.controller import (
     CONTROLLER_NAME,
     DEFAULT_CLASS_ANNOTATION,
+    PROJECT_TEMPLATES_DIR,
     RUN_AS,
     template_files,
 )
@@ -243,6 +244,22 @@ def test_templates_configmap_holds_the_folder(tmp_path: Path) -> None:
         "auth.json": '{"use_keyless": false}',
         "keyless.yaml": "use_keyless: true\n",
     }
+
+
+def test_a_template_the_controller_refuses_fails_the_plan(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("use_keyless: maybe\n")
+    with pytest.raises(ValueError, match=re.escape("broken.yaml")):
+        build(templates_dir=tmp_path)
+
+
+def test_shipped_templates_are_in_the_configmap_and_the_examples_use_them() -> None:
+    shipped = template_files(PROJECT_TEMPLATES_DIR)
+    assert shipped and build().config_map("tyk-controller-templates") == shipped
+    names = {Path(name).stem for name in shipped}
+    used = {
+        d["metadata"].get("annotations", {}).get("template.service.tyk.io") for _, d in _ingress_examples()
+    } - {None}
+    assert used and used <= names
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "bad name.yaml"])
