@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -131,21 +132,26 @@ def controller_config(
     gateway_url: str,
     publish_service: str | None,
     webhook: bool,
+    extra: Mapping[str, Any] | None = None,
 ) -> ControllerConfig:
     """The controller's config file as the controller's own model (validated here, at plan time)."""
-    return ControllerConfig(
-        gateway_url=gateway_url,
-        org_id=settings.org_id,
-        ingress_class=settings.ingress_class,
-        controller_name=CONTROLLER_NAME,
-        watch_namespaces=list(settings.watch_namespaces),
-        templates_dir=TEMPLATES_DIR,
-        publish_service=publish_service,
-        resync_seconds=settings.resync_seconds,
-        leader_election=LeaderElection(enabled=settings.leader_election, lease_name=NAME),
-        health_port=HEALTH_PORT,
-        webhook=WebhookServer() if webhook else None,
-    )
+    fields: dict[str, Any] = {
+        "gateway_url": gateway_url,
+        "org_id": settings.org_id,
+        "ingress_class": settings.ingress_class,
+        "controller_name": CONTROLLER_NAME,
+        "watch_namespaces": list(settings.watch_namespaces),
+        "templates_dir": TEMPLATES_DIR,
+        "publish_service": publish_service,
+        "resync_seconds": settings.resync_seconds,
+        "leader_election": LeaderElection(enabled=settings.leader_election, lease_name=NAME),
+        "health_port": HEALTH_PORT,
+        "webhook": WebhookServer() if webhook else None,
+    }
+    overlap = sorted(set(fields) & set(extra or {}))
+    if overlap:
+        raise ValueError(f"controller config fields {overlap} are set by the deployment, not by a feature")
+    return ControllerConfig(**fields, **dict(extra or {}))
 
 
 def render_config(config: ControllerConfig) -> str:
@@ -202,6 +208,13 @@ class IngressControllerArgs:
     """Extra labels for every object (the selector labels are fixed)."""
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What the pods need first (e.g. the registry pull permission)."""
+    # Hook points for features running in the controller process (the mesh): more config, env and grants.
+    config_fields: Mapping[str, Any] = field(default_factory=dict)
+    """Extra `ControllerConfig` fields (validated by the model like the rest), e.g. `{"mesh": MeshConfig(...)}`."""
+    extra_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    """Extra container environment (e.g. a secret the feature needs, by secretKeyRef)."""
+    extra_cluster_rules: tuple[rbac.Rule, ...] = ()
+    """Extra rules for the controller's ClusterRole (the feature's own `tyk_controller` rules, as data)."""
 
 
 class IngressController(pulumi.ComponentResource):
@@ -260,7 +273,11 @@ class IngressController(pulumi.ComponentResource):
         config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service).apply(
             lambda parts: render_config(
                 controller_config(
-                    settings, gateway_url=parts[0], publish_service=parts[1], webhook=webhook_enabled
+                    settings,
+                    gateway_url=parts[0],
+                    publish_service=parts[1],
+                    webhook=webhook_enabled,
+                    extra=args.config_fields,
                 )
             )
         )
@@ -369,7 +386,11 @@ class IngressController(pulumi.ComponentResource):
         )
         watch_all = not args.settings.watch_namespaces
         cluster_role_name = pulumi.Output.concat(CLUSTER_ROLE_PREFIX, args.namespace)
-        cluster_rules = [*rbac.CLUSTER_RULES, *(rbac.WATCHED_NAMESPACE_RULES if watch_all else ())]
+        cluster_rules = [
+            *rbac.CLUSTER_RULES,
+            *(rbac.WATCHED_NAMESPACE_RULES if watch_all else ()),
+            *args.extra_cluster_rules,
+        ]
         cluster_role = k8s.rbac.v1.ClusterRole(
             f"{name}-cluster-role",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster_role_name, labels=dict(labels)),
@@ -494,6 +515,7 @@ class IngressController(pulumi.ComponentResource):
             ),
             field_env(POD_NAME_ENV_VAR, "metadata.name"),
             field_env(POD_NAMESPACE_ENV_VAR, "metadata.namespace"),
+            *args.extra_env,
         ]
 
         def probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:

@@ -79,6 +79,7 @@ def build(
     templates_dir: Path = PROJECT_TEMPLATES_DIR,
     image: str = IMAGE,
     publish_service: str | None = PUBLISH_SERVICE,
+    **hooks: Any,
 ) -> Built:
     monitor = RecordingMonitor(OfflineMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project="tyk-aks", stack="dev", preview=False, monitor=monitor)
@@ -108,6 +109,7 @@ def build(
                 image=image,
                 publish_service=publish_service,
                 templates_dir=templates_dir,
+                **hooks,
             ),
         )
         holder.append(controller)

@@ -309,6 +309,32 @@ def test_the_pod_waits_for_its_permissions() -> None:
     assert built.one(INGRESS_CLASS).urn in deployment.dependencies
 
 
+def test_hook_points_for_features_in_the_controller_process() -> None:
+    import pulumi_kubernetes as k8s
+
+    rule = rbac.Rule(("",), ("configmaps",), ("list", "watch"))
+    env = k8s.core.v1.EnvVarArgs(name="FEATURE_SETTING", value="on")
+    built = build(
+        {"webhook": {"enabled": True}},
+        config_fields={"debounce_seconds": 2.5},
+        extra_env=[env],
+        extra_cluster_rules=(rule,),
+    )
+    assert json.loads(built.config_map("tyk-controller-config")["config.json"])["debounceSeconds"] == 2.5
+    assert {"name": "FEATURE_SETTING", "value": "on"} in built.container()["env"]
+    [cluster_role] = built.of_type(CLUSTER_ROLE)
+    assert reveal(cluster_role.inputs)["rules"][-1] == expected((rule,))[0]
+    # The webhook hook point: its certificate is mounted where the config says, its port is declared.
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    mounts = {m["mountPath"] for m in built.container()["volumeMounts"]}
+    assert str(Path(config["webhook"]["certFile"]).parent) in mounts
+    assert {
+        "name": "webhook",
+        "containerPort": config["webhook"]["port"],
+        "protocol": "TCP",
+    } in built.container()["ports"]
+
+
 # --- settings ------------------------------------------------------------------------------------------------
 
 
