@@ -253,6 +253,12 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[Change]:
     return [] if _same(old, new) else [Change(path or "(value)", old, new)]
 
 
+def in_plan_order(resources: Mapping[str, Any]) -> list[str]:
+    """Resource keys in the order the program declares them (`order`), whatever order the mapping holds them
+    in; plans saved before `order` existed sort by key. Either way the same plans always print the same way."""
+    return sorted(resources, key=lambda key: (resources[key].get("order", len(resources)), key))
+
+
 def compare(
     old: Mapping[str, Any], new: Mapping[str, Any], old_label: str = "old", new_label: str = "new"
 ) -> PlanDiff:
@@ -264,17 +270,17 @@ def compare(
         type_, _, name = key.partition("::")
         return ResourceDiff(key=key, type=resource.get("type", type_), name=resource.get("name", name))
 
-    added = [described(k, r) for k, r in new_resources.items() if k not in old_resources]
+    added = [described(k, new_resources[k]) for k in in_plan_order(new_resources) if k not in old_resources]
     for item in added:
         inputs = new_resources[item.key].get("inputs") or {}
         item.changes = _leaves(inputs) if inputs else []
-    removed = [described(k, r) for k, r in old_resources.items() if k not in new_resources]
+    removed = [described(k, old_resources[k]) for k in in_plan_order(old_resources) if k not in new_resources]
     changed: list[ResourceDiff] = []
     unchanged = 0
-    for key, old_resource in old_resources.items():
-        if key not in new_resources:
+    for key in in_plan_order(new_resources):
+        if key not in old_resources:
             continue
-        new_resource = new_resources[key]
+        old_resource, new_resource = old_resources[key], new_resources[key]
         changes = diff_values(old_resource.get("inputs") or {}, new_resource.get("inputs") or {})
         if old_resource.get("parent") != new_resource.get("parent"):
             changes.append(Change("(parent)", old_resource.get("parent"), new_resource.get("parent")))

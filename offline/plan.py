@@ -72,19 +72,24 @@ class Plan:
         return next(r for r in self.resources if r.urn == urn)
 
     def to_json(self) -> dict[str, Any]:
-        """The plan with secrets masked: what the offline diff compares."""
+        """The plan with secrets masked: what the offline diff compares.
+
+        `order` is each resource's place in declaration order, so a plan read back from (key-sorted) JSON
+        prints and diffs in the same order as the plan it was saved from.
+        """
         urn_keys = {r.urn: r.key for r in self.resources}
         return {
             "stack": self.stack,
             "resources": {
                 r.key: {
+                    "order": index,
                     "type": r.type,
                     "name": r.name,
                     "parent": urn_keys.get(r.parent_urn),
                     "dependsOn": sorted(urn_keys.get(u, u) for u in r.dependencies),
                     "inputs": _integral_floats_as_ints(mask(_without_provider_blob(r.inputs))),
                 }
-                for r in self.resources
+                for index, r in enumerate(self.resources)
             },
             "outputs": _integral_floats_as_ints(mask(self.outputs)),
             "notes": self.notes,
@@ -170,6 +175,7 @@ def run_program(
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
+    pulumi.runtime.register_stack_transformation(monitor.record_declaration)
 
     program = project_dir / "__main__.py"
     if str(project_dir) not in sys.path:
@@ -192,7 +198,7 @@ def run_program(
 
     with machine_independent_environment():
         run()
-    return Plan(stack=stack, resources=list(monitor.recorded), outputs=outputs, notes=notes)
+    return Plan(stack=stack, resources=monitor.in_declaration_order(), outputs=outputs, notes=notes)
 
 
 def _render_value(value: Any, indent: str) -> list[str]:
