@@ -1,7 +1,8 @@
 """tyk-k8s-compatible setter annotations: ``<kind>.service.tyk.io/<path>: <value>``.
 
-``<kind>`` is ``bool`` (``true``/``false``, as Go's ``strconv.ParseBool``), ``num`` (an integer), ``string``,
-``object`` (a JSON object) or ``array`` (a JSON array). ``<path>`` points into the API definition: dots
+``<kind>`` is ``bool`` (``true``/``false``, any case), ``num`` (an integer, as Go's ``strconv.Atoi``),
+``string``, ``object`` (a JSON object) or ``array`` (a JSON array): the value rules of tyk-k8s
+(``processor/proc.go``, its last commit). ``<path>`` points into the API definition: dots
 nest, ``-`` becomes ``_`` (``bool.service.tyk.io/use-keyless`` sets ``use_keyless``). Setters are applied
 after the template and the generated fields. Fields the controller derives from the Ingress itself can't be
 set this way (see ``PROTECTED``).
@@ -10,6 +11,7 @@ set this way (see ``PROTECTED``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +19,7 @@ from typing import Any
 SUFFIX = ".service.tyk.io/"
 TEMPLATE_ANNOTATION = "template.service.tyk.io"
 KINDS = ("bool", "num", "string", "object", "array")
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 #: Derived from the Ingress (identity, routing, TLS binding): an annotation may not override them.
 PROTECTED: dict[tuple[str, ...], str] = {
@@ -105,16 +106,13 @@ def _value(kind: str, raw: str) -> Any:
     if kind == "string":
         return raw
     if kind == "bool":
-        if raw in _TRUE:
-            return True
-        if raw in _FALSE:
-            return False
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
         raise ValueError("not a boolean (true or false)")
     if kind == "num":
-        try:
-            return int(raw.strip())
-        except ValueError:
-            raise ValueError("not an integer") from None
+        if not _INTEGER.fullmatch(raw):
+            raise ValueError("not an integer")
+        return int(raw)
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as error:

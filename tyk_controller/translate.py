@@ -24,10 +24,11 @@ How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,7 @@ _WILDCARD_LABEL = "{wildcard}"
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Characters the mux template syntax or the gateway's loader would misread in a literal path.
 _UNSAFE_PATH_CHARS = set("{} \t\r\n")
+_REGEX_CHARS = set("*+?()[]^$|\\")
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,16 @@ class Route:
 
 
 def ingress_handled(
-    ingress: Mapping[str, Any], config: ControllerConfig, *, default_class: bool = False
+    ingress: Mapping[str, Any],
+    config: ControllerConfig,
+    *,
+    default_class: bool = False,
+    classes: Collection[str] = (),
 ) -> bool:
     """Whether this controller serves the Ingress.
 
-    ``spec.ingressClassName`` wins when set: it must equal ``config.ingress_class`` (the runtime only lets
-    IngressClasses whose ``spec.controller`` is ``config.controller_name`` through, by naming one here).
+    ``spec.ingressClassName`` wins when set: it must be ``config.ingress_class`` or one of ``classes`` (the
+    runtime may pass the names of the IngressClasses whose ``spec.controller`` is ``config.controller_name``).
     Without it, the legacy annotation ``kubernetes.io/ingress.class`` decides. With neither, the Ingress is
     served only when the IngressClass ``config.ingress_class`` is marked as the cluster default
     (``ingressclass.kubernetes.io/is-default-class: "true"``); the runtime passes that as ``default_class``.
@@ -114,11 +120,11 @@ def ingress_handled(
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName")
     if class_name:
-        return bool(class_name == config.ingress_class)
+        return bool(class_name == config.ingress_class or class_name in classes)
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
-    if legacy is not None:
-        return bool(legacy == config.ingress_class)
+    if legacy is not None:  # compared case-insensitively, as tyk-k8s did
+        return bool(str(legacy).lower() == config.ingress_class)
     return default_class
 
 
@@ -186,10 +192,13 @@ def listen_path_length(listen_path: str) -> int:
 # --- translation ------------------------------------------------------------------------------------
 
 
-#: Under the template: what an API needs to route (``tyk_gateway.models`` would add version_data anyway).
+#: Under the template: what an API needs to route like an Ingress (a template or an annotation may change it).
 BASE_DEFINITION: dict[str, Any] = {
     "active": True,
     "use_keyless": True,
+    # The backend sees the client's Host header, as behind ingress-nginx or Traefik (the gateway would
+    # otherwise send the Service's in-cluster name).
+    "proxy": {"preserve_host_header": True},
     "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
 }
 DEFAULT_TEMPLATE = "default"
@@ -293,17 +302,13 @@ def _build(
     route: Route,
     problems: list[Problem],
 ) -> dict[str, Any] | None:
-    """Base < template < generated < annotations; then the ownership marker; validated like ``TykApi``."""
-    definition = deep_merge(deep_merge(BASE_DEFINITION, template), generated)
-    try:
-        normalize_api(definition)
-    except DefinitionError as error:
-        problems.append(
-            Problem(
-                route.field, "InvalidDefinition", f"{error}; the Ingress's APIs are left as they are", True
-            )
-        )
-        return None
+    """Base < template < generated < annotations; then the ownership marker; validated like ``TykApi``.
+
+    One validation per API; only when it fails is the definition validated again without the annotations, to
+    tell a template's fault from an annotation's.
+    """
+    merged = deep_merge(deep_merge(BASE_DEFINITION, template), generated)
+    definition = copy.deepcopy(merged)
     setter_errors = apply_setters(definition, setters)
     if setter_errors:
         problems += [_annotation_problem(setter_error) for setter_error in setter_errors]
@@ -316,24 +321,34 @@ def _build(
     try:
         return normalize_api(definition)
     except DefinitionError as error:
-        for line in error.problems:
-            field_path = line.split(":", 1)[0].removeprefix("definition.")
-            culprits = [
-                s.annotation
-                for s in setters
-                if field_path == ".".join(s.path)
-                or field_path.startswith(".".join(s.path) + ".")
-                or ".".join(s.path).startswith(field_path + ".")
-            ] or [s.annotation for s in setters]
-            problems.append(
-                Problem(
-                    f"metadata.annotations[{culprits[0]}]",
-                    "InvalidAnnotation",
-                    f"{line} (set by {', '.join(culprits)}); the Ingress's APIs are left as they are",
-                    fatal=True,
-                )
+        failure = error
+    try:
+        normalize_api(merged)
+    except DefinitionError as error:
+        problems.append(
+            Problem(
+                route.field, "InvalidDefinition", f"{error}; the Ingress's APIs are left as they are", True
             )
+        )
         return None
+    for line in failure.problems:
+        field_path = line.split(":", 1)[0].removeprefix("definition.")
+        culprits = [
+            s.annotation
+            for s in setters
+            if field_path == ".".join(s.path)
+            or field_path.startswith(".".join(s.path) + ".")
+            or ".".join(s.path).startswith(field_path + ".")
+        ] or [s.annotation for s in setters]
+        problems.append(
+            Problem(
+                f"metadata.annotations[{culprits[0]}]",
+                "InvalidAnnotation",
+                f"{line} (set by {', '.join(culprits)}); the Ingress's APIs are left as they are",
+                fatal=True,
+            )
+        )
+    return None
 
 
 def _tls(
@@ -384,28 +399,31 @@ def _tls(
             )
             continue
         certificates[certificate.cert_id] = certificate.pem
-        for host in entry.get("hosts") or [""]:
-            if host not in rule_hosts:
+        for tls_host in entry.get("hosts") or [""]:
+            # A rule host takes the entry when it is listed, or when a wildcard TLS host covers it.
+            covered = sorted(h for h in rule_hosts if h == tls_host or (tls_host and covers((tls_host,), h)))
+            if not covered:
                 problems.append(
                     Problem(
                         f"{where}.hosts",
                         "TLSHostWithoutRule",
-                        f"TLS host {host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
+                        f"TLS host {tls_host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
                     )
                 )
                 continue
-            if host and not covers(certificate.dns_names, host):
-                problems.append(
-                    Problem(
-                        f"{where}.hosts",
-                        "TLSHostMismatch",
-                        f"certificate of Secret {namespace}/{secret_name} ({', '.join(certificate.dns_names)}) "
-                        f"does not cover {host!r}; clients will reject it",
+            for host in covered:
+                if host and not covers(certificate.dns_names, host):
+                    problems.append(
+                        Problem(
+                            f"{where}.hosts",
+                            "TLSHostMismatch",
+                            f"certificate of Secret {namespace}/{secret_name} "
+                            f"({', '.join(certificate.dns_names)}) does not cover {host!r}; clients will reject it",
+                        )
                     )
-                )
-            ids = hosts.setdefault(host, [])
-            if certificate.cert_id not in ids:
-                ids.append(certificate.cert_id)
+                ids = hosts.setdefault(host, [])
+                if certificate.cert_id not in ids:
+                    ids.append(certificate.cert_id)
     return hosts, certificates
 
 
@@ -452,6 +470,15 @@ def _routes(
             path_type = str(item.get("pathType") or "ImplementationSpecific")
             if path_type == "ImplementationSpecific":
                 path_type = "Prefix"
+                if _REGEX_CHARS & set(path):
+                    problems.append(
+                        Problem(
+                            path_where,
+                            "LiteralPath",
+                            f"ImplementationSpecific path {path!r} is matched as a Prefix, character for "
+                            "character: regular expressions are not supported",
+                        )
+                    )
             if path_type not in {"Exact", "Prefix"}:
                 problems.append(
                     Problem(path_where, "UnsupportedPathType", f"pathType {path_type!r} is not served")
@@ -553,3 +580,73 @@ def _backend(
         )
     )
     return None
+
+
+# --- across Ingresses ---------------------------------------------------------------------------------
+
+
+def route_key(definition: Mapping[str, Any]) -> str:
+    """The gateway's listen-path collision key (``countApisByListenHash``): domain + listen path, no port."""
+    domain = "" if definition.get("domain_disabled") else str(definition.get("domain") or "")
+    return domain + str((definition.get("proxy") or {}).get("listen_path") or "")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    apis: dict[str, dict[str, Any]]  # api_id -> definition, every Ingress's APIs that can be served together
+    problems: dict[tuple[str, str], list[Problem]]  # (namespace, name) -> what was left out, and why
+
+
+def resolve_conflicts(
+    apis_by_ingress: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+    *,
+    order: list[tuple[str, str]],
+    foreign: Iterable[Mapping[str, Any]] = (),
+) -> Resolution:
+    """Combine the translations of several Ingresses into one API set the gateway serves as intended.
+
+    The gateway renames *every* API sharing a domain + listen path (they all stop answering on it), so two
+    Ingresses routing the same host and path, or an Ingress and an API the controller doesn't own
+    (``foreign``: ``TykApi`` resources, hand-made APIs), can't both be written. The Ingress first in ``order``
+    (the runtime passes oldest ``creationTimestamp`` first, as ingress-nginx decides) keeps the route; the
+    others lose that API and get a ``PathConflict`` problem. Foreign APIs always win: they are never touched.
+    Also, ``Prefix /`` of one Ingress and ``Exact /`` of another on the same host would tie in the gateway's
+    sort; the Prefix one is rewritten to leave ``/`` to the Exact one.
+    """
+    rank = {owner: index for index, owner in enumerate(order)}
+    owners = sorted(apis_by_ingress, key=lambda owner: (rank.get(owner, len(rank)), owner))
+    claimed: dict[str, str] = {
+        route_key(api): f"API {api.get('api_id')!r} (not managed by this controller)" for api in foreign
+    }
+    result: dict[str, dict[str, Any]] = {}
+    problems: dict[tuple[str, str], list[Problem]] = {}
+    for owner in owners:
+        for api_id, api in apis_by_ingress[owner].items():
+            key = route_key(api)
+            holder = claimed.get(key)
+            if holder is not None:
+                listen_path = (api.get("proxy") or {}).get("listen_path")
+                problems.setdefault(owner, []).append(
+                    Problem(
+                        "spec.rules",
+                        "PathConflict",
+                        f"{api.get('name', api_id)}: host {api.get('domain') or '*'!r} with listen path "
+                        f"{listen_path!r} is already served by {holder}; this route is not written",
+                    )
+                )
+                continue
+            claimed[key] = f"Ingress {owner[0]}/{owner[1]}"
+            result[api_id] = dict(api)
+    exact_roots = {
+        (api.get("domain") or "", api.get("protocol"))
+        for api in result.values()
+        if (api.get("proxy") or {}).get("listen_path") in {"/" + m for m in EXACT_MATCHER.values()}
+    }
+    for api in result.values():
+        scheme = str(api.get("protocol") or "http")
+        proxy = api.get("proxy") or {}
+        if (api.get("domain") or "", scheme) in exact_roots and proxy.get("listen_path") == ROOT_PREFIX.get(
+            scheme
+        ):
+            api["proxy"] = {**proxy, "listen_path": ROOT_BUT_EXACT[scheme]}
+    return Resolution(result, problems)

@@ -68,6 +68,7 @@ def test_simple_prefix_rule() -> None:
         "listen_path": "/cart{http:/|$}",
         "target_url": "http://cart.shop.svc:80",
         "strip_listen_path": False,
+        "preserve_host_header": True,
     }
     assert api["protocol"] == "http"
     assert api["listen_port"] == 8080
@@ -248,3 +249,16 @@ def test_exact_and_prefix_root_on_one_host() -> None:
     )
     paths = sorted(a["proxy"]["listen_path"] for a in result.apis.values())
     assert paths == ["/{http:.+}", "/{http_exact:$}"]
+
+
+def test_other_classes_of_this_controller_can_be_named() -> None:
+    obj = {"metadata": {"name": "x"}, "spec": {"ingressClassName": "tyk-internal"}}
+    assert not ingress_handled(obj, CONFIG)
+    assert ingress_handled(obj, CONFIG, classes={"tyk-internal"})
+
+
+def test_regex_looking_implementation_specific_paths_are_flagged() -> None:
+    result = translate(
+        ingress({"rules": [rule(None, ("/api/.*", "ImplementationSpecific", backend("web", 80)))]})
+    )
+    assert [p.reason for p in result.problems] == ["LiteralPath"] and len(result.apis) == 1

@@ -48,7 +48,7 @@ def test_setters_of_every_kind_apply_last() -> None:
     api = only_api(
         {
             "template.service.tyk.io": "token-auth",
-            "bool.service.tyk.io/use-keyless": "true",
+            "bool.service.tyk.io/use-keyless": "True",
             "bool.service.tyk.io/use-standard-auth": "false",
             "num.service.tyk.io/session-lifetime": "3600",
             "string.service.tyk.io/name": "Shop API",
@@ -81,6 +81,8 @@ def test_generated_fields_win_over_the_template() -> None:
     [
         ({"bool.service.tyk.io/use-keyless": "yes"}, "InvalidAnnotation", "not a boolean"),
         ({"num.service.tyk.io/session-lifetime": "1h"}, "InvalidAnnotation", "not an integer"),
+        ({"num.service.tyk.io/session-lifetime": " 1"}, "InvalidAnnotation", "not an integer"),
+        ({"bool.service.tyk.io/use-keyless": "1"}, "InvalidAnnotation", "not a boolean"),
         ({"object.service.tyk.io/auth": "[1]"}, "InvalidAnnotation", "not a JSON object"),
         ({"array.service.tyk.io/tags": "{"}, "InvalidAnnotation", "not JSON"),
         ({"string.service.tyk.io/proxy.listen-path": "/x"}, "InvalidAnnotation", "can't be set by annotation"),
@@ -119,3 +121,15 @@ def test_template_loader_names_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "twice.json").write_text("{}")
     with pytest.raises(TemplateError, match="also defined by"):
         load_templates(tmp_path)
+
+
+def test_the_documented_annotation_examples_parse() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "ingress-controller.md").read_text()
+    examples = dict(
+        line.split("`")[-2].split(": ", 1)
+        for line in doc.splitlines()
+        if line.startswith("| `") and ".service.tyk.io/<path>`" in line
+    )
+    assert len(examples) == 5
+    setters, errors = parse_setters({key: value.strip("'\"") for key, value in examples.items()})
+    assert errors == [] and len(setters) == 5
