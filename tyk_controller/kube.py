@@ -95,6 +95,17 @@ def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def _significant(body: Mapping[str, Any]) -> Any:
+    """What a reconcile depends on: not the status (ours, mostly) nor the bookkeeping metadata.
+
+    The status this controller writes comes back as a watch event; it must not cost another pass.
+    """
+    meta = {
+        k: v for k, v in (body.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")
+    }
+    return {k: v for k, v in body.items() if k not in ("status", "metadata")} | {"metadata": meta}
+
+
 class Store:
     """The current objects of one kind, fed by watch events and corrected by full lists."""
 
@@ -119,9 +130,11 @@ class Store:
             if self.items.pop(key, None) is not None:
                 self._changed()
             return
-        if self.items.get(key) != kept:
+        previous = self.items.get(key)
+        if previous != kept:
             self.items[key] = kept
-            self._changed()
+            if previous is None or _significant(previous) != _significant(kept):
+                self._changed()
 
     def begin_list(self) -> None:
         self._listing = True
@@ -141,8 +154,9 @@ class Store:
             if kept is None:
                 changed |= self.items.pop(key, None) is not None
             elif self.items.get(key) != kept:
+                previous = self.items.get(key)
                 self.items[key] = kept
-                changed = True
+                changed |= previous is None or _significant(previous) != _significant(kept)
         for key in list(self.items):
             if key not in seen and key not in self._touched:
                 del self.items[key]

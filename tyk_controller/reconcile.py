@@ -46,7 +46,8 @@ log = logging.getLogger("tyk_controller.reconcile")
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 EVENT_COMPONENT = "tyk-ingress-controller"
-WRITE_WORKERS = 4
+WRITE_WORKERS = 8  # concurrent gateway writes (the gateway's HTTP server handles each on its own goroutine)
+KUBE_CONCURRENCY = 16  # concurrent status patches / Event posts
 
 
 class TranslationLike(Protocol):
@@ -142,9 +143,13 @@ class Reconciler:
         key = (ingress["metadata"].get("namespace", ""), ingress["metadata"]["name"])
         services = self.state.services.items
         secrets = self.state.secrets.items
+        # Not the resourceVersion: the status this controller writes bumps it without changing the translation.
         fingerprint = _fingerprint(
-            ingress["metadata"].get("resourceVersion"),
             ingress["metadata"].get("uid"),
+            ingress["metadata"].get("generation"),
+            ingress["metadata"].get("annotations"),
+            ingress["metadata"].get("labels"),
+            ingress.get("spec"),
             self.state.services.generation,
             self.state.secrets.generation,
             self.state.ingress_classes.generation,
@@ -362,27 +367,41 @@ class Reconciler:
                 entries.append(entry)
         self.publish_status = {"ingress": entries} if entries else {}
 
+    async def _bounded(self, calls: list[Any]) -> list[Any]:
+        """Run Kubernetes calls concurrently, at most ``KUBE_CONCURRENCY`` at a time."""
+        semaphore = asyncio.Semaphore(KUBE_CONCURRENCY)
+
+        async def one(call: Any) -> Any:
+            async with semaphore:
+                return await call
+
+        return await asyncio.gather(*(one(c) for c in calls))
+
     async def _update_statuses(self, ingresses: Mapping[Key, Mapping[str, Any]]) -> int:
         if self.publish_status is None:
             return 0
-        patched = 0
+        calls = []
         for (namespace, name), ingress in ingresses.items():
             current = (ingress.get("status") or {}).get("loadBalancer") or {}
             if current == self.publish_status or (not current.get("ingress") and not self.publish_status):
                 continue
-            patch = {"status": {"loadBalancer": self.publish_status or {"ingress": None}}}
-            try:
-                await self.kube.request(
-                    "PATCH",
-                    INGRESSES.path(namespace, name, "status"),
-                    patch,
-                    content_type="application/merge-patch+json",
-                )
-                patched += 1
-                log.info("updated status of Ingress %s/%s", namespace, name)
-            except KubeError as error:
-                log.warning("cannot update status of Ingress %s/%s: %s", namespace, name, error)
-        return patched
+            calls.append(self._patch_status(namespace, name))
+        return sum(await self._bounded(calls))
+
+    async def _patch_status(self, namespace: str, name: str) -> int:
+        patch = {"status": {"loadBalancer": self.publish_status or {"ingress": None}}}
+        try:
+            await self.kube.request(
+                "PATCH",
+                INGRESSES.path(namespace, name, "status"),
+                patch,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as error:
+            log.warning("cannot update status of Ingress %s/%s: %s", namespace, name, error)
+            return 0
+        log.info("updated status of Ingress %s/%s", namespace, name)
+        return 1
 
     async def _report(
         self,
@@ -390,7 +409,7 @@ class Reconciler:
         problems: Mapping[Key, list[Any]],
         written_by: Mapping[Key, int],
     ) -> int:
-        posted = 0
+        calls = []
         for key, ingress in ingresses.items():
             meta = ingress["metadata"]
             ident = (key[0], key[1], str(meta.get("uid", "")))
@@ -401,19 +420,15 @@ class Reconciler:
                 entry = (problem.reason, f"{where}{problem.message}")
                 current.add(entry)
                 if entry not in seen:
-                    posted += await self.post_event(ingress, "Warning", *entry)
+                    calls.append(self.post_event(ingress, "Warning", *entry))
             self._posted[ident] = current
             if written_by.get(key):
                 count = written_by[key]
-                posted += await self.post_event(
-                    ingress,
-                    "Normal",
-                    "Sync",
-                    f"wrote {count} API definition{'s' if count != 1 else ''} to the gateway",
-                )
+                message = f"wrote {count} API definition{'s' if count != 1 else ''} to the gateway"
+                calls.append(self.post_event(ingress, "Normal", "Sync", message))
         for ident in [i for i in self._posted if (i[0], i[1]) not in ingresses]:
             del self._posted[ident]
-        return posted
+        return sum(await self._bounded(calls))
 
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> int:
         """Create one core/v1 Event (what ``kubectl describe`` shows). Returns 1 when posted."""
