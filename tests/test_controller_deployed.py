@@ -25,7 +25,7 @@ import yaml
 
 from offline.mocks import reveal
 from offline.plan import PROJECT_DIR, Plan
-from tests.conftest import stack_plan
+from tests.conftest import STACKS, stack_plan
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.rbac import Rule
@@ -95,10 +95,11 @@ def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
         yield emulator
 
 
-def test_the_planned_local_deployment_serves_the_simple_example(
-    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_planned_deployment_serves_the_simple_example(
+    stack: str, api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path
 ) -> None:
-    plan = stack_plan("local")
+    plan = stack_plan(stack)
     [deployment] = _bodies(plan, "Deployment")
     namespace = deployment["metadata"]["namespace"]
     pod_spec = deployment["spec"]["template"]["spec"]
