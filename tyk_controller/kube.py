@@ -41,6 +41,11 @@ class Kind:
     version: str
     plural: str
     namespaced: bool
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def kopf_ref(self) -> str:
@@ -58,12 +63,12 @@ class Kind:
         return base
 
 
-INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", True)
-INGRESS_CLASSES = Kind("networking.k8s.io", "v1", "ingressclasses", False)
-SERVICES = Kind("", "v1", "services", True)
-SECRETS = Kind("", "v1", "secrets", True)
-EVENTS = Kind("", "v1", "events", True)
-LEASES = Kind("coordination.k8s.io", "v1", "leases", True)
+INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", True, "Ingress")
+INGRESS_CLASSES = Kind("networking.k8s.io", "v1", "ingressclasses", False, "IngressClass")
+SERVICES = Kind("", "v1", "services", True, "Service")
+SECRETS = Kind("", "v1", "secrets", True, "Secret")
+EVENTS = Kind("", "v1", "events", True, "Event")
+LEASES = Kind("coordination.k8s.io", "v1", "leases", True, "Lease")
 
 
 def object_key(body: Mapping[str, Any]) -> Key:
@@ -86,12 +91,15 @@ def slim_secret(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object as stored: without ``managedFields``, and always with ``apiVersion``/``kind`` (the items
+    of a list response carry neither; watch events do)."""
     if kind is SECRETS:
         return slim_secret(body)
     out = {k: v for k, v in body.items() if k != "metadata"}
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     out["metadata"] = meta
+    out["apiVersion"], out["kind"] = kind.api_version, kind.kind
     return out
 
 

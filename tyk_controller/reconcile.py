@@ -65,7 +65,7 @@ class TranslationLike(Protocol):
 
 TranslateFn = Callable[..., TranslationLike]
 OwnerFn = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
-HandledFn = Callable[..., bool]  # (ingress, config, *, default_class) -> bool
+HandledFn = Callable[..., bool]  # (ingress, config, *, default_class, classes) -> bool
 
 
 @dataclass
@@ -116,6 +116,8 @@ class Reconciler:
     publish_status: dict[str, Any] | None = None
     _pending: dict[str, tuple[Any, float]] = field(default_factory=dict)  # api_id -> (canonical|None, when)
     _cache: dict[Key, _Translated] = field(default_factory=dict)
+    # api_id -> (canonical definition, Problem): refused with a 4xx; not sent again until it changes
+    _refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     _posted: dict[tuple[str, str, str], set[tuple[str, str]]] = field(default_factory=dict)
     _executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WRITE_WORKERS))
 
@@ -124,18 +126,22 @@ class Reconciler:
     def handled(self, ingress: Mapping[str, Any]) -> bool:
         """The contract's class check, with what only the runtime knows: the IngressClass objects.
 
-        The IngressClass named ``config.ingress_class``, when it exists, must name this controller
-        (``spec.controller``); when it is marked as the cluster default, Ingresses without any class are
-        handled too.
+        IngressClasses whose ``spec.controller`` is ``config.controller_name`` are ours; the one named
+        ``config.ingress_class`` counts only when it names this controller (or does not exist: the legacy
+        annotation needs no IngressClass object). One of ours marked as the cluster default takes the
+        Ingresses that name no class at all.
         """
-        ingress_class = self.state.ingress_classes.items.get(("", self.config.ingress_class))
+        classes: list[str] = []
         default_class = False
-        if ingress_class is not None:
-            if (ingress_class.get("spec") or {}).get("controller") != self.config.controller_name:
-                return False
-            annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
-            default_class = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
-        return self.ingress_handled(ingress, self.config, default_class=default_class)
+        for (_, name), obj in self.state.ingress_classes.items.items():
+            if (obj.get("spec") or {}).get("controller") != self.config.controller_name:
+                if name == self.config.ingress_class:
+                    return False
+                continue
+            classes.append(name)
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            default_class |= annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return self.ingress_handled(ingress, self.config, default_class=default_class, classes=classes)
 
     # --- desired state ---------------------------------------------------------------------------------
 
@@ -204,6 +210,7 @@ class Reconciler:
             if now - self._pending[api_id][1] > self.pending_grace:
                 del self._pending[api_id]
         writes: list[tuple[Key, dict[str, Any]]] = []
+        rejected: dict[Key, list[Any]] = {}
         for api_id, (key, definition) in desired.items():
             want = canonical(definition)
             current = owned.get(api_id)
@@ -213,7 +220,13 @@ class Reconciler:
             pending = self._pending.get(api_id)
             if pending is not None and pending[0] == want:
                 continue  # written moment ago, not loaded yet
+            refused = self._refused.get(api_id)
+            if refused is not None and refused[0] == want:
+                rejected.setdefault(key, []).append(refused[1])  # same definition: don't send it again
+                continue
             writes.append((key, definition))
+        for api_id in [a for a in self._refused if a not in desired]:
+            del self._refused[api_id]
         deletes: list[str] = []
         for api_id, (owner, _) in owned.items():
             if api_id in desired or owner in frozen:
@@ -225,7 +238,6 @@ class Reconciler:
         for api_id in [a for a, (v, _) in self._pending.items() if v is None and a not in owned]:
             del self._pending[api_id]
 
-        rejected: dict[Key, list[Any]] = {}
         if certificates:
             result.certificates = await self._push_certificates(certificates)
         if writes or deletes:
@@ -235,24 +247,28 @@ class Reconciler:
                 *(loop.run_in_executor(self._executor, self._delete, api_id) for api_id in deletes),
             )
             unreachable: TykGatewayError | None = None
-            for outcome in outcomes:
+            maybe_applied = False  # a write without an answer may have reached the gateway
+            for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, tuple):
                     key, failure = outcome
+                    result.failed_writes += 1
                     if failure.status is None or failure.status >= 500:
                         unreachable = failure
-                    else:
-                        rejected.setdefault(key, []).append(
-                            _Problem(
-                                "",
-                                "GatewayRejected",
-                                f"the gateway refused an API definition: {failure.message}",
-                                False,
-                            )
-                        )
-                    result.failed_writes += 1
+                        maybe_applied = True
+                        continue
+                    problem = _Problem(
+                        "",
+                        "GatewayRejected",
+                        f"the gateway refused an API definition: {failure.message}",
+                        False,
+                    )
+                    rejected.setdefault(key, []).append(problem)
+                    if index < len(writes):
+                        definition = writes[index][1]
+                        self._refused[str(definition["api_id"])] = (canonical(definition), problem)
             result.written = sum(1 for o in outcomes[: len(writes)] if o is None)
             result.deleted = sum(1 for o in outcomes[len(writes) :] if o is None)
-            if result.written or result.deleted or result.failed_writes:
+            if result.written or result.deleted or maybe_applied:
                 await self._reload()
                 result.reloads = 1
             if unreachable is not None:

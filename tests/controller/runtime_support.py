@@ -301,7 +301,7 @@ class ControllerProcess:
                 "retryPeriodSeconds": 0.2,
             },
             "gateway_client": {"retries": 1, "backoffFactor": 0.01, "connectTimeout": 1, "readTimeout": 5},
-            "templates_dir": str(folder / "templates"),
+            "templates_dir": str(PROJECT_DIR / "ingress_templates"),
         } | config
         self.config = ControllerConfig.model_validate(values)
         config_file = folder / "config.json"

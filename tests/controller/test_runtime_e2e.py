@@ -8,8 +8,10 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.controller.runtime_support import (
     Cluster,
@@ -19,6 +21,7 @@ from tests.controller.runtime_support import (
     service,
     wait_for,
 )
+from tests.controller.tls_fixtures import certificate, rsa_key, tls_secret
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble
 from tyk_controller.translate import owner_of
@@ -126,15 +129,19 @@ def test_a_controller_killed_mid_batch_is_finished_by_the_next_one(
     gateway.faults.slow_seconds = 0.05
     first = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0")
     processes.append(first.start())
-    wait_for(lambda: len(gateway.disk_apis()) >= 10, what="the batch under way")
+
+    def files() -> int:  # counted, not parsed: a file may be half-written while the batch runs
+        return len(list(gateway.apps_dir.glob("*.json")))
+
+    wait_for(lambda: files() >= 10, what="the batch under way")
     first.kill()
-    written = len(gateway.disk_apis())
+    written = files()
     assert written < 120, "the batch finished before the kill; slow the gateway down more"
     gateway.faults.slow_rate = 0.0
     second = ControllerProcess(api, gateway, tmp_path / "c1", "controller-1")
     processes.append(second.start())
     wait_for(lambda: len(owned(gateway)) == 120, timeout=30, what="convergence by the second controller")
-    assert len(gateway.disk_apis()) == 120  # deterministic ids: no duplicates
+    assert files() == 120  # deterministic ids: no duplicates
 
 
 def test_two_replicas_only_the_leader_writes(
@@ -165,3 +172,43 @@ def test_two_replicas_only_the_leader_writes(
     lease = api.get("coordination.k8s.io/v1", "Lease", "tyk", "tyk-controller")
     assert lease is not None and lease["spec"]["holderIdentity"] == standby.pod
     assert lease["spec"]["leaseTransitions"] == 1
+
+
+def test_tls_secret_pushed_bound_and_rotated(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    cluster = base_cluster(api)
+
+    def secret(cert: Any) -> dict[str, Any]:
+        return tls_secret(cert, rsa_key(), metadata={"name": "shop-tls", "namespace": "default"})
+
+    def gateway_certs() -> set[str]:
+        answer = requests.get(
+            f"{gateway.url}/tyk/certs",
+            params={"org_id": "default"},
+            headers={"X-Tyk-Authorization": gateway.secret},
+            timeout=5,
+        )
+        return set(answer.json()["certs"])
+
+    def bound() -> set[str]:
+        return {c for a in gateway.loaded_apis.values() if owner_of(a) for c in a.get("certificates") or []}
+
+    api.apply(secret(certificate(["shop.example.com"])))
+    api.apply(ingress("shop", host="shop.example.com", tls_secret="shop-tls"))
+    processes.append(ControllerProcess(api, gateway, tmp_path / "c0", "controller-0").start())
+    first = wait_for(lambda: bound(), what="the API bound to its certificate")
+    assert first <= gateway_certs()
+    api.apply(secret(certificate(["shop.example.com"])))  # rotation: a new certificate in the same Secret
+    second = wait_for(lambda: bound() - first, what="the API bound to the new certificate")
+    assert second <= gateway_certs() and bound() == second
+    broken = tls_secret(
+        certificate(["shop.example.com"]),
+        key_bytes=b"not a key",
+        metadata={"name": "shop-tls", "namespace": "default"},
+    )
+    api.apply(broken)
+    [event] = wait_for(lambda: cluster.events("shop", "TLSSecret"), what="an Event about the Secret")
+    assert event["type"] == "Warning" and "shop-tls" in event["message"]
+    time.sleep(0.5)
+    assert bound() == second  # broken TLS is fatal: the API keeps the certificate it had
