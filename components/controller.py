@@ -113,7 +113,8 @@ def template_files(directory: Path) -> dict[str, str]:
             continue
         if path.suffix not in TEMPLATE_SUFFIXES or not _CONFIG_MAP_KEY.match(path.name):
             raise ValueError(
-                f"{path.name}: template files must be named <name>.yaml, .yml or .json (letters, digits, -._)"
+                f"{directory.name}/{path.name}: template files must be named <name>.yaml, .yml or .json "
+                "(letters, digits, -._)"
             )
         files[path.name] = path.read_text(encoding="utf-8")
     _validate_with_controller(directory, files)
