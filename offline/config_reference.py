@@ -45,6 +45,7 @@ VALIDATED_STRINGS = {
     "_dns_label": "DNS label",
     "_dns_subdomain": "object name",
     "_quantity": "quantity",
+    "_positive_quantity": "quantity (> 0)",
 }
 
 # Secrets are Pulumi secrets, not model fields (`SECRET_KEYS`); described here, checked against the model.

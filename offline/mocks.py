@@ -12,9 +12,11 @@ program and stack file always print the same plan.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,6 +242,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.stack_outputs: dict[str, Any] = {}
         self.declared: dict[tuple[str, str], int] = {}
         self._stack_urn = ""
+        self._loops: dict[int, asyncio.AbstractEventLoop] = {}
 
     def record_declaration(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation (`pulumi.runtime.register_stack_transformation`) noting declaration order.
@@ -255,8 +258,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         unseen = len(self.declared)
         return sorted(self.recorded, key=lambda r: (self.declared.get((r.type, r.name), unseen), r.key))
 
+    def thread_loops(self) -> list[asyncio.AbstractEventLoop]:
+        """The event loops the monitor's calls ran with, one per calling thread (the caller closes them)."""
+        return list(self._loops.values())
+
+    def _note_loop(self) -> None:
+        self._loops[threading.get_ident()] = pulumi_mocks._ensure_event_loop()
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
+        self._note_loop()
         if request.type == "pulumi:pulumi:Stack":
             self._stack_urn = response.urn
             return response
@@ -283,7 +294,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
+    def Invoke(self, request: Any) -> Any:
+        response = super().Invoke(request)
+        self._note_loop()
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self._note_loop()
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:
+        self._note_loop()
         if request.urn == self._stack_urn:
             pulumi_mocks._ensure_event_loop()
             self.stack_outputs.update(rpc.deserialize_properties(request.outputs, keep_unknowns=True))

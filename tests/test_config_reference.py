@@ -159,7 +159,7 @@ def test_readme_fresh_machine_commands() -> None:
     assert "./run plan dev    #" in readme
     assert "./run test        #" in readme
     run = (PROJECT_DIR / "run").read_text()
-    for command in ("plan)", "diff)", "test)"):
+    for command in ("plan)", "diff)", "test)", "bench)"):
         assert command in run, f"./run has no {command[:-1]} command"
 
 

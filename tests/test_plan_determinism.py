@@ -7,6 +7,8 @@ compare the printed text byte for byte.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 
 from offline.diff import compare, render
 from offline.mocks import OfflineMocks, RecordingMonitor
-from offline.plan import machine_independent_environment, render_tree, run_program
+from offline.plan import machine_independent_environment, read_stack_config, render_tree, run_program
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RUNS = 5
@@ -83,3 +85,45 @@ def test_diff_is_the_same_in_fresh_interpreters() -> None:
     assert len(outputs) == 1
     plans = {_run(["offline.plan", "prod"], seed) for seed in ("2", "random")}
     assert len(plans) == 1
+
+
+# --- a clean process -----------------------------------------------------------------------------------------
+
+
+def _open_loops() -> list[asyncio.AbstractEventLoop]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
+
+
+def test_a_plan_leaves_no_event_loop_open() -> None:
+    """Unclosed loops are finalized at interpreter exit after their sockets: "Exception ignored ... Invalid file
+    descriptor". Every loop a plan run creates (its own, the monitor threads') is closed when it ends."""
+    before = set(map(id, _open_loops()))
+    monitor = RecordingMonitor(OfflineMocks())
+    run_program("prod", monitor=monitor)  # prod reads the AKS credentials through an invoke too
+    assert monitor.thread_loops() and all(loop.is_closed() for loop in monitor.thread_loops())
+    assert [loop for loop in _open_loops() if id(loop) not in before] == []
+
+
+def test_no_resource_warnings_in_development_mode() -> None:
+    with machine_independent_environment() as env:
+        result = subprocess.run(
+            [sys.executable, "-X", "dev", "-m", "offline.plan", "prod"],
+            cwd=PROJECT_DIR,
+            env={**env, "PYTHONPATH": str(PROJECT_DIR)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "unclosed event loop" not in result.stderr
+    assert "Exception ignored" not in result.stderr
+
+
+def test_generated_certificates_are_the_same_on_every_run() -> None:
+    """With the webhook on, keys and certificates (and the caBundle built from them) don't churn the plan."""
+    config, secret_keys, _ = read_stack_config("dev")
+    config["tyk-aks:controller"] = json.dumps({"enabled": True, "webhook": {"enabled": True}})
+    plans = {json.dumps(run_program("dev", config, secret_keys).to_json(), sort_keys=True) for _ in range(2)}
+    assert len(plans) == 1
+    assert "caBundle" in next(iter(plans))
