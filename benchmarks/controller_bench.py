@@ -11,7 +11,8 @@ Phases:
 1. *converge from empty*: N Ingresses exist before the controller starts; time until the gateway has
    loaded all 3N APIs.
 2. *after E edits*: E Ingresses change one of their paths (E deletes + E writes); time until loaded.
-3. *no-op resync*: nothing changes for one full resync period.
+3. *a stream of edits*: 50 Ingresses edited one every 100 ms; shows the reload rate limit.
+4. *no-op resync*: nothing changes for one full resync period.
 """
 
 from __future__ import annotations
@@ -134,6 +135,29 @@ def run(ingresses: int, edits: int, resync: float) -> list[Row]:
 
             wait_until(edited, timeout=60)
             rows.append(counters(gateway, f"after {edits} edits", time.monotonic() - started, 2 * edits))
+            time.sleep(3.0)
+            gateway.reset_stats()
+            started = time.monotonic()
+            churn = 50  # one edit every 100 ms for 5 s: the reload rate limit under a steady stream
+            for i in range(churn):
+                api.apply(
+                    ingress(
+                        f"app-{100 + i}", host=f"app-{100 + i}.example.com", paths=("/api", "/web", "/v2")
+                    )
+                )
+                time.sleep(0.1)
+
+            def churned() -> bool:
+                host = f"app-{100 + churn - 1}.example.com"
+                paths = {
+                    a["proxy"]["listen_path"].split("{")[0]
+                    for a in list(gateway.loaded_apis.values())
+                    if a.get("domain") == host
+                }
+                return paths == {"/api", "/web", "/v2"}
+
+            wait_until(churned, timeout=60)
+            rows.append(counters(gateway, f"{churn} edits over 5 s", time.monotonic() - started, 2 * churn))
             time.sleep(3.0)
             gateway.reset_stats()
             started = time.monotonic()

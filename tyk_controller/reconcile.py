@@ -116,6 +116,7 @@ class Reconciler:
     publish_status: dict[str, Any] | None = None
     _pending: dict[str, tuple[Any, float]] = field(default_factory=dict)  # api_id -> (canonical|None, when)
     _cache: dict[Key, _Translated] = field(default_factory=dict)
+    _reported: set[Key] = field(default_factory=set)  # Ingresses whose status this process has set
     # api_id -> (canonical definition, Problem): refused with a 4xx; not sent again until it changes
     _refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     _posted: dict[tuple[str, str, str], set[tuple[str, str]]] = field(default_factory=dict)
@@ -394,18 +395,28 @@ class Reconciler:
         return await asyncio.gather(*(one(c) for c in calls))
 
     async def _update_statuses(self, ingresses: Mapping[Key, Mapping[str, Any]]) -> int:
-        if self.publish_status is None:
-            return 0
+        """Handled Ingresses report the publish Service's address; one this controller stops handling (its
+        class changed) gets the address it was given removed, as other controllers do."""
         calls = []
-        for (namespace, name), ingress in ingresses.items():
-            current = (ingress.get("status") or {}).get("loadBalancer") or {}
-            if current == self.publish_status or (not current.get("ingress") and not self.publish_status):
-                continue
-            calls.append(self._patch_status(namespace, name))
+        if self.publish_status is not None:
+            for (namespace, name), ingress in ingresses.items():
+                current = (ingress.get("status") or {}).get("loadBalancer") or {}
+                self._reported.add((namespace, name))
+                if current == self.publish_status or (not current.get("ingress") and not self.publish_status):
+                    continue
+                calls.append(self._patch_status(namespace, name, self.publish_status))
+        for key in sorted(self._reported - set(ingresses)):
+            self._reported.discard(key)
+            stored = self.state.ingresses.items.get(key)
+            if stored is None:
+                continue  # deleted: nothing to clean
+            current = (stored.get("status") or {}).get("loadBalancer") or {}
+            if current.get("ingress") and current == self.publish_status:
+                calls.append(self._patch_status(key[0], key[1], {}))
         return sum(await self._bounded(calls))
 
-    async def _patch_status(self, namespace: str, name: str) -> int:
-        patch = {"status": {"loadBalancer": self.publish_status or {"ingress": None}}}
+    async def _patch_status(self, namespace: str, name: str, load_balancer: Mapping[str, Any]) -> int:
+        patch = {"status": {"loadBalancer": dict(load_balancer) or {"ingress": None}}}
         try:
             await self.kube.request(
                 "PATCH",

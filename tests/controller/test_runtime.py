@@ -133,8 +133,17 @@ def test_apply_edit_delete(api: KubeApiDouble, gateway: GatewayEmulator, kubecon
         )
         api.apply(ingress("shop", paths=("/a", "/c", "/d")))
         wait_for(lambda: len(owned(gateway)) == 3, what="three APIs after the edit")
-        api.delete("networking.k8s.io/v1", "Ingress", "default", "shop")
-        wait_for(lambda: not owned(gateway), what="APIs removed")
+        api.apply(
+            ingress("shop", paths=("/a", "/c", "/d"), class_name="nginx")
+        )  # handed to another controller
+        wait_for(lambda: not owned(gateway), what="APIs removed when the class changed")
+        wait_for(
+            lambda: (
+                (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status")
+                == {"loadBalancer": {}}
+            ),
+            what="the address removed from the status",
+        )
         assert not (api.get("networking.k8s.io/v1", "Ingress", "default", "other-class") or {}).get("status")
         assert not cluster.writes_to_ingresses()[1:] or all(
             r.resource == "ingresses/status" for r in cluster.writes_to_ingresses()
@@ -294,6 +303,10 @@ def test_runs_within_its_rbac_and_writes_only_ingress_status(
             lambda: (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status"),
             what="status",
         )
+        stored = api.get("networking.k8s.io/v1", "Ingress", "default", "shop")
+        assert stored is not None and "finalizers" not in stored["metadata"]
+        assert stored["metadata"]["annotations"] == {"test.tyk-aks.io/warn": "something unsupported"}
+        assert stored["spec"] == ingress("shop")["spec"]
         api.apply(ingress("shop", paths=("/", "/x")))
         wait_for(lambda: len(owned(gateway)) == 2, what="edit")
         api.delete("networking.k8s.io/v1", "Ingress", "default", "shop")
