@@ -112,6 +112,7 @@ def main() -> None:
             extra_env=entry_point.gateway_env if entry_point else [],
             extra_volumes=entry_point.gateway_volumes if entry_point else [],
             extra_volume_mounts=entry_point.gateway_volume_mounts if entry_point else [],
+            file_certificates=entry_point.gateway_file_certificates if entry_point else None,
         ),
         opts=in_cluster,
     )

@@ -141,6 +141,10 @@ def _entry_point_problems(pod: dict[str, Any], container: dict[str, Any], env: d
         for item in gateway_env()
         if env.get(item["name"]) != item["value"]
     ]
+    if env.get("TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES") != "[]":
+        problems.append(
+            f"chart file certificates still set: {env.get('TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES')}"
+        )
     certificate = Path(str(env.get("TYK_GW_HTTPSERVEROPTIONS_SSLCERTIFICATES", "")))
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}

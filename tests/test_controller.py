@@ -450,6 +450,8 @@ def test_entry_point_service_and_gateway_tls_port(stack: str) -> None:
     # gateway/proxy_muxer.go generateListener: only whitelisted ports open; PortsWhiteList decodes JSON.
     assert json.loads(env["TYK_GW_PORTWHITELIST"]) == {"https": {"ports": [HTTPS_PORT]}}
     assert "TYK_GW_DISABLEPORTWHITELIST" not in env
+    # The chart's deprecated file certificates point at files it mounts only with global.tls.gateway: none.
+    assert gateway["tls"] == {"certificates": []}
     certificate_path = Path(env["TYK_GW_HTTPSERVEROPTIONS_SSLCERTIFICATES"])
     [mount] = [m for m in gateway["extraVolumeMounts"] if m["mountPath"] == str(certificate_path.parent)]
     [volume] = [v for v in gateway["extraVolumes"] if v["name"] == mount["name"]]
