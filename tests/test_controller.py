@@ -369,6 +369,15 @@ def _raw(controller: dict[str, Any], cluster: dict[str, Any] | None = None) -> d
             "tyk-aks:controller.leaderElection = False: 2 replicas without it",
         ),
         (
+            {
+                "enabled": True,
+                "image": {"registry": "localhost:5001"},
+                "entryPoint": {"loadBalancerSourceRanges": ["10.0.0.1/8"]},
+            },
+            None,
+            "tyk-aks:controller.entryPoint.loadBalancerSourceRanges.0 = '10.0.0.1/8': '10.0.0.1/8' is not a CIDR block",
+        ),
+        (
             {"enabled": True, "watchNamespaces": ["Apps"], "image": {"registry": "localhost:5001"}},
             None,
             "tyk-aks:controller.watchNamespaces.0 = 'Apps'",
