@@ -41,7 +41,7 @@ cleanup() {
     kubectl --namespace "$namespace" logs deployment/tyk-controller --tail=100 >&2 || true
     kubectl --namespace "$namespace" logs deployment/gateway-tyk-gateway --tail=50 >&2 || true
   fi
-  # The port-forward stays up until the destroy is done: deleting the API definitions goes through it.
+  # The port-forward stays up while pulumi destroy runs: deleting the API definitions goes through it.
   log "pulumi destroy"
   pulumi destroy --yes --stack "$stack" --non-interactive || true
   [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
