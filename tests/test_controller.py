@@ -530,7 +530,7 @@ def test_prod_pushes_to_its_own_acr_and_the_kubelet_pulls_from_it() -> None:
     assert assignment.urn in plan.one(DEPLOYMENT).dependencies
 
 
-def test_an_image_change_changes_the_deployed_digest(tmp_path: Path) -> None:
+def test_an_image_change_changes_the_deployed_digest() -> None:
     config, secret_keys, _ = read_stack_config("local")
     first = run_program("local", config=config, secret_keys=secret_keys)
     config["tyk-aks:controller"] = json.dumps(
