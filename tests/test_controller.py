@@ -515,7 +515,7 @@ def test_prod_pushes_to_its_own_acr_and_the_kubelet_pulls_from_it() -> None:
     [registry] = plan.find(REGISTRY)
     assert registry.inputs["adminUserEnabled"] is True
     assert registry.inputs["anonymousPullEnabled"] is False
-    [assignment] = plan.find(ROLE_ASSIGNMENT)
+    [assignment] = plan.find(ROLE_ASSIGNMENT, "controller-image-acr-pull")
     assert assignment.inputs["principalId"] == OFFLINE_KUBELET_OBJECT_ID
     assert assignment.inputs["principalType"] == "ServicePrincipal"
     assert assignment.inputs["roleDefinitionId"].endswith(f"/roleDefinitions/{ACR_PULL_ROLE_ID}")
