@@ -15,6 +15,8 @@ import pulumi_random as random
 from components.api_access import ApiManagementAccess, ApiManagementAccessArgs
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
+from components.controller_image import ControllerImage, ControllerImageArgs
+from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
 from components.gateway import CONTROL_SERVICE_NAME, TykGateway, TykGatewayArgs
 from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
 from components.network import NetworkPolicies, NetworkPoliciesArgs
@@ -118,6 +120,18 @@ def main() -> None:
         ),
         opts=in_cluster,
     )
+    # With the controller on, the gateways are the entry point of Tyk-class Ingresses (a LoadBalancer on 80/443).
+    entry_point = (
+        GatewayEntryPoint(
+            "gateway-entry",
+            GatewayEntryPointArgs(
+                namespace=namespace_name, settings=settings.controller.entry_point, labels=labels
+            ),
+            opts=in_cluster,
+        )
+        if settings.controller.enabled
+        else None
+    )
     gateway = TykGateway(
         "gateway",
         TykGatewayArgs(
@@ -134,9 +148,16 @@ def main() -> None:
             run_as_user=settings.storage.mount_uid,
             fs_group=settings.storage.mount_gid,
             claim_names=storage.claim_names,
-            wait_for=[*storage.claims.values(), *redis.resources],
+            wait_for=[
+                *storage.claims.values(),
+                *redis.resources,
+                *([entry_point.certificate_secret] if entry_point else []),
+            ],
             labels=labels,
-            sharding_tags=IngressController.gateway_tags(settings.controller),
+            extra_env=entry_point.gateway_env if entry_point else [],
+            extra_volumes=entry_point.gateway_volumes if entry_point else [],
+            extra_volume_mounts=entry_point.gateway_volume_mounts if entry_point else [],
+            file_certificates=entry_point.gateway_file_certificates if entry_point else None,
         ),
         opts=in_cluster,
     )
@@ -155,18 +176,32 @@ def main() -> None:
             opts=in_cluster,
         )
 
-    if settings.controller.enabled:
-        IngressController(
+    if settings.controller.enabled and entry_point is not None:
+        image = ControllerImage(
+            "controller-image",
+            ControllerImageArgs(
+                settings=settings.controller.image,
+                resource_group_name=cluster.resource_group_name,
+                location=cluster.location,
+                kubelet_object_id=cluster.kubelet_object_id,
+            ),
+        )
+        controller = IngressController(
             "ingress-controller",
             IngressControllerArgs(
                 namespace=namespace_name,
                 settings=settings.controller,
                 gateway_control_url=gateway.control_api_url,
                 api_secret_name=gateway.api_secret_name,
+                image=image.reference,
+                publish_service=entry_point.publish_service,
                 labels=labels,
+                wait_for=image.pull_access,
             ),
-            opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),
+            opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway, entry_point.service]),
         )
+        pulumi.export("controller_image", image.reference)
+        pulumi.export("ingress_class", controller.ingress_class_name)
 
     if settings.api_management.enabled:
         management = settings.api_management

@@ -102,6 +102,14 @@ def system_pool(aks: AksSettings) -> containerservice.ManagedClusterAgentPoolPro
     )
 
 
+def _kubelet_object_id(profile: Any) -> str:
+    """The kubelet identity's object id from the cluster's `identityProfile` (the identity that pulls images)."""
+    object_id = (profile or {})["kubeletidentity"].object_id
+    if not object_id:
+        raise ValueError("the AKS cluster reports no kubelet identity object id")
+    return str(object_id)
+
+
 class KubernetesCluster(pulumi.ComponentResource):
     """The target cluster (existing, or a new AKS cluster) and the Kubernetes provider for it."""
 
@@ -119,6 +127,8 @@ class KubernetesCluster(pulumi.ComponentResource):
     """Role assignments the provider's first use needs (the deployer's Azure RBAC role on the cluster)."""
     principal_id: pulumi.Output[str] | None
     """Object id of the cluster's system-assigned identity (the CSI drivers use it); None in `existing` mode."""
+    kubelet_object_id: pulumi.Output[str] | None
+    """Object id of the AKS kubelet identity (what pulls images, e.g. granted AcrPull); None in `existing` mode."""
 
     def __init__(
         self, name: str, args: KubernetesClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -129,6 +139,7 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.cluster_name = None
         self.resource_group_name = None
         self.location = None
+        self.kubelet_object_id = None
         self.access = []
         self.principal_id = None
 
@@ -229,6 +240,7 @@ class KubernetesCluster(pulumi.ComponentResource):
                     opts=child,
                 )
         self.access = [deployer]
+        self.kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,

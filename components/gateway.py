@@ -51,6 +51,13 @@ class TykGatewayArgs:
     labels: dict[str, str]
     sharding_tags: list[str] = field(default_factory=list)
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
+    extra_env: list[dict[str, str]] = field(default_factory=list)
+    """Extra gateway environment (`extraEnvs`), e.g. the entry point's TLS port and default certificate."""
+    extra_volumes: list[dict[str, Any]] = field(default_factory=list)
+    """Extra pod volumes next to the shared folders, with their mounts in `extra_volume_mounts`."""
+    extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    file_certificates: list[dict[str, str]] | None = None
+    """`http_server_options.certificates` (the chart's `gateway.tls.certificates`); None keeps the chart's."""
     pod_annotations: dict[str, str] = field(default_factory=dict)
     """Annotations of the gateway pods; a change restarts them (e.g. the Redis password generation)."""
     run_as_user: int | None = None
@@ -102,6 +109,10 @@ def gateway_values(
     api_secret_name: str,
     claim_names: dict[str, str],
     sharding_tags: list[str],
+    extra_env: list[dict[str, str]] | None = None,
+    extra_volumes: list[dict[str, Any]] | None = None,
+    extra_volume_mounts: list[dict[str, Any]] | None = None,
+    file_certificates: list[dict[str, str]] | None = None,
     redis_use_ssl: bool = False,
     redis_enable_cluster: bool = False,
     pod_annotations: dict[str, str] | None = None,
@@ -165,10 +176,12 @@ def gateway_values(
         "extraVolumes": [
             {"name": f"tyk-{folder}", "persistentVolumeClaim": {"claimName": claim_names[folder]}}
             for folder in GATEWAY_FOLDERS
-        ],
+        ]
+        + list(extra_volumes or []),
         "extraVolumeMounts": [
             {"name": f"tyk-{folder}", "mountPath": path} for folder, path in GATEWAY_FOLDERS.items()
-        ],
+        ]
+        + list(extra_volume_mounts or []),
         "topologySpreadConstraints": _topology_spread(settings),
         "log": {"level": settings.log_level, "format": "json"},
     }
@@ -177,6 +190,10 @@ def gateway_values(
         gateway["resources"] = resources
     if settings.pdb_min_available is not None:
         gateway["pdb"] = {"enabled": True, "minAvailable": settings.pdb_min_available}
+    if extra_env:
+        gateway["extraEnvs"] = list(extra_env)
+    if file_certificates is not None:
+        gateway["tls"] = {"certificates": list(file_certificates)}
     if sharding_tags:
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
     if pod_annotations:
@@ -249,6 +266,10 @@ class TykGateway(pulumi.ComponentResource):
             api_secret_name=API_SECRET_NAME,
             claim_names=args.claim_names,
             sharding_tags=args.sharding_tags,
+            extra_env=args.extra_env,
+            extra_volumes=args.extra_volumes,
+            extra_volume_mounts=args.extra_volume_mounts,
+            file_certificates=args.file_certificates,
             redis_use_ssl=args.redis_use_ssl,
             redis_enable_cluster=args.redis_enable_cluster,
             pod_annotations=args.pod_annotations,

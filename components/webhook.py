@@ -8,8 +8,8 @@ Read in TykTechnologies/tyk-k8s (archived), which is what the API server ends up
   gets `allowed: false` ("type not supported"), i.e. the request is *denied*. Opt-in is the annotation
   `injector.tyk.io/inject` (`y`/`yes`/`true`/`on`) on the Pod (a Deployment's pod template) or Service; the
   Pod needs an `app` label; `injector.tyk.io/route` (optional) names the mesh route. It speaks
-  `admission.k8s.io/v1beta1` AdmissionReview only and answers without apiVersion/kind, which the API server
-  accepts for v1beta1 reviews but not for v1 ones. kube-system and kube-public are skipped by the handler too.
+  the beta AdmissionReview version only and answers without apiVersion/kind, which the API server
+  accepts for beta reviews but not for v1 ones. kube-system and kube-public are skipped by the handler too.
 
 Certificates come from pulumi-tls (no shell scripts, no CertificateSigningRequest round trip): a CA and a serving
 certificate for `<service>.<namespace>.svc`, the name the API server dials and verifies for a service reference.
@@ -240,7 +240,7 @@ class SidecarInjectorWebhook(pulumi.ComponentResource):
 
         webhook = k8s.admissionregistration.v1.MutatingWebhookArgs(
             name=WEBHOOK_NAME,
-            # The handler decodes and answers admission.k8s.io/v1beta1 reviews only (injector.Serve).
+            # The handler decodes and answers beta AdmissionReviews only (injector.Serve).
             admission_review_versions=["v1beta1"],
             client_config=k8s.admissionregistration.v1.WebhookClientConfigArgs(
                 ca_bundle=args.ca_bundle,
