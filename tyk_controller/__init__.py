@@ -1,0 +1,1 @@
+"""The project's Kubernetes ingress controller (and, in ``mesh``, its admission webhook)."""

@@ -1,0 +1,167 @@
+"""Shared fixtures of the runtime tests: the fake API server, the gateway emulator, objects, waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.kube_api_double import KubeApiDouble, controller_identity
+from tyk_controller import rbac
+
+CONTROLLER_TOKEN = "controller-token"
+CONTROLLER_NAMESPACE = "tyk"
+CONTROLLER_USER = "system:serviceaccount:tyk:tyk-controller"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last value {last!r})")
+
+
+def ingress(
+    name: str,
+    namespace: str = "default",
+    host: str = "example.com",
+    paths: tuple[str, ...] = ("/",),
+    service: str = "web",
+    port: int = 80,
+    class_name: str | None = "tyk",
+    annotations: Mapping[str, str] | None = None,
+    tls_secret: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": path,
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": service, "port": {"number": port}}},
+                        }
+                        for path in paths
+                    ]
+                },
+            }
+        ]
+    }
+    if class_name:
+        spec["ingressClassName"] = class_name
+    if tls_secret:
+        spec["tls"] = [{"hosts": [host], "secretName": tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations or {})},
+        "spec": spec,
+    }
+
+
+def service(
+    name: str, namespace: str = "default", port: int = 80, load_balancer_ip: str | None = None
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]},
+    }
+    if load_balancer_ip:
+        obj["spec"]["type"] = "LoadBalancer"
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": load_balancer_ip}]}}
+    return obj
+
+
+def ingress_class(name: str = "tyk", controller: str = "tyk-aks.io/ingress-controller") -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": controller},
+    }
+
+
+@dataclass
+class Cluster:
+    """The fake API server with the controller's identity granted as the deployment would."""
+
+    api: KubeApiDouble
+    watch_namespaces: list[str] = field(default_factory=list)
+
+    def grant(self, omit: tuple[str, ...] = ()) -> None:
+        self.api.grant(
+            CONTROLLER_TOKEN,
+            controller_identity(CONTROLLER_USER, CONTROLLER_NAMESPACE, self.watch_namespaces, rbac, omit),
+        )
+
+    def writes_to_ingresses(self) -> list[Any]:
+        return [
+            r
+            for r in self.api.requests
+            if r.resource.startswith("ingresses") and r.verb in ("create", "update", "patch", "delete")
+        ]
+
+    def events(self, name: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.api.list_objects("v1", "Event")
+            if (name is None or e["involvedObject"]["name"] == name)
+            and (reason is None or e["reason"] == reason)
+        ]
+
+
+class InProcessController:
+    """``tyk_controller.runtime.Controller`` on its own event-loop thread (with the contract translator)."""
+
+    def __init__(self, config: Any, gateway_secret: str, pod_name: str = "controller-0") -> None:
+        from tests.controller import contract_translator
+        from tyk_controller.runtime import Controller, Translator
+        from tyk_gateway.client import GatewayClient, Secret
+
+        translator = Translator(
+            translate=contract_translator.translate_ingress,
+            owner_of=contract_translator.owner_of,
+            ingress_handled=contract_translator.ingress_handled,
+            templates={},
+        )
+        gateway = GatewayClient(config.gateway_url, Secret(gateway_secret), config.gateway_client)
+        self.controller = Controller(config, gateway, translator, pod_name, CONTROLLER_NAMESPACE)
+        self.loop: Any = None
+        self.error: BaseException | None = None
+        self._thread: Any = None
+
+    def start(self) -> InProcessController:
+        import asyncio
+        import threading
+
+        started = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            started.set()
+            try:
+                self.loop.run_until_complete(self.controller.run())
+            except BaseException as error:
+                self.error = error
+            finally:
+                self.loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        started.wait(5)
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.controller.stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=15)
