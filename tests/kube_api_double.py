@@ -63,6 +63,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, subresources=("status",)),
     ResourceType("", "v1", "services", "Service", True, subresources=("status",)),
     ResourceType("", "v1", "secrets", "Secret", True),
+    ResourceType("", "v1", "configmaps", "ConfigMap", True),
     ResourceType("", "v1", "pods", "Pod", True, subresources=("status",)),
     ResourceType("", "v1", "events", "Event", True),
     ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, subresources=("status",)),
@@ -101,6 +102,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def _label_selector(text: str) -> dict[str, str]:
+    """Equality-based label selectors (``a=b,c==d``), as ``labels.Parse`` reads them; sets are not needed."""
+    selector = {}
+    for requirement in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = requirement.replace("==", "=").partition("=")
+        selector[key.strip()] = value.strip()
+    return selector
 
 
 @dataclass
@@ -513,8 +523,12 @@ class KubeApiDouble:
         ns = namespace or ""
         if method == "GET" and name is None:
             items = []
+            selector = _label_selector(request.query.get("labelSelector", ""))
             for (obj_ns, _), obj in sorted(store.items()):
-                if namespace is None or obj_ns == namespace:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                if (namespace is None or obj_ns == namespace) and all(
+                    labels.get(k) == v for k, v in selector.items()
+                ):
                     item = copy.deepcopy(obj)
                     item.pop("apiVersion", None)
                     item.pop("kind", None)

@@ -32,7 +32,7 @@ from tests.controller.mesh_fixtures import (
 )
 from tests.controller.mesh_pss import restricted
 from tests.k8s_schema import KUBERNETES_VERSION
-from tyk_controller.mesh.config import WebhookServer
+from tyk_controller.config import WebhookServer
 from tyk_controller.mesh.server import AdmissionServer, ReloadingTLS
 
 

@@ -91,12 +91,3 @@ class MeshConfig(_Camel):
     """After a routes change, wait this long (kubelet's ConfigMap propagation: sync period + cache TTL) before
     asking the gateways' Redis group to reload."""
     resources: SidecarResources = SidecarResources()
-
-
-class WebhookServer(_Camel):
-    """The admission webhook's HTTPS server (the `webhook` section of the controller config)."""
-
-    port: int = Field(default=9443, ge=1024, le=65535)
-    cert_file: str = "/etc/tyk-controller/webhook/tls.crt"
-    key_file: str = "/etc/tyk-controller/webhook/tls.key"
-    path: str = "/mutate-pods"

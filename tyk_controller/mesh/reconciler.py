@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import logging
 import os
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import aiohttp
-
+from tyk_controller.kube import KubeError
 from tyk_controller.mesh.config import (
     FIELD_MANAGER,
     INJECT_LABEL,
@@ -41,6 +40,7 @@ from tyk_controller.mesh.config import (
     MeshConfig,
 )
 from tyk_controller.mesh.routes import ObjectProblem, plan_routes
+from tyk_controller.rbac import Rule
 
 log = logging.getLogger("tyk_controller.mesh")
 
@@ -48,69 +48,26 @@ MANAGED_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_VALUE = FIELD_MANAGER
 COMPONENT = "tyk-mesh-controller"
 
-# RBAC the reconciler uses (the controller's ClusterRole must grant exactly these): (apiGroups, resources,
-# verbs, resourceNames). Secrets: create anywhere (a create can't be limited by name), but read, update and
-# delete only the one named tyk-mesh, and never list them.
-RBAC_RULES: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
-    (("",), ("pods", "services"), ("list", "watch"), ()),
-    (("",), ("configmaps",), ("get", "list", "watch", "create", "update", "delete"), ()),
-    (("",), ("secrets",), ("create",), ()),
-    (("",), ("secrets",), ("get", "update", "delete"), (NAMESPACE_SECRET,)),
-    (("",), ("events",), ("create",), ()),
+# RBAC the reconciler uses, cluster-wide (meshed pods may be in any namespace): the controller's ClusterRole
+# grants exactly these. Secrets: `create` anywhere (a create can't be limited by name) and get/update/delete
+# only of the one named `tyk-mesh` (`SECRET_RESOURCE_NAMES`); never list or watch, so no Secret of the user's
+# is ever readable.
+CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule(("",), ("pods", "services"), ("list", "watch")),
+    Rule(("",), ("configmaps",), ("get", "list", "create", "update", "delete")),
+    Rule(("",), ("secrets",), ("create", "get", "update", "delete")),
+    Rule(("",), ("events",), ("create",)),
 )
-
-
-class KubeError(Exception):
-    def __init__(self, method: str, path: str, status: int, message: str) -> None:
-        super().__init__(f"{method} {path}: {status} {message}")
-        self.status = status
+SECRET_RESOURCE_NAMES: dict[str, tuple[str, ...]] = {
+    verb: (NAMESPACE_SECRET,) for verb in ("get", "update", "delete")
+}
+"""Verbs on `secrets` limited by `resourceNames` in the ClusterRole."""
 
 
 class Kube(Protocol):
+    """What the reconciler needs of a Kubernetes client (`tyk_controller.kube.KubeClient` is one)."""
+
     async def request(self, method: str, path: str, body: Any = None) -> Any: ...
-
-
-class HttpKube:
-    """The few Kubernetes REST calls the reconciler makes, over aiohttp (in-cluster credentials by default)."""
-
-    TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
-
-    def __init__(self, base_url: str | None = None, *, token_file: str | None = None, ca_file: str | None = None):
-        if base_url is None:
-            host = os.environ["KUBERNETES_SERVICE_HOST"]
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            base_url = f"https://{host}:{port}"
-            token_file, ca_file = token_file or self.TOKEN_FILE, ca_file or self.CA_FILE
-        self.base_url = base_url.rstrip("/")
-        self.token_file = token_file
-        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
-        self._session: aiohttp.ClientSession | None = None
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token_file:
-            # Bound service account tokens rotate: read the file on every call (it is tiny and cached by the OS).
-            with open(self.token_file, encoding="utf-8") as handle:
-                headers["Authorization"] = f"Bearer {handle.read().strip()}"
-        return headers
-
-    async def request(self, method: str, path: str, body: Any = None) -> Any:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        async with self._session.request(
-            method, self.base_url + path, json=body, headers=self._headers(), ssl=self.ssl
-        ) as response:
-            payload = await response.json(content_type=None) if response.content_length != 0 else None
-            if response.status >= 400:
-                message = (payload or {}).get("message", "") if isinstance(payload, dict) else ""
-                raise KubeError(method, path, response.status, message)
-            return payload
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def _path(kind: str, namespace: str | None = None, name: str | None = None, query: str = "") -> str:
@@ -166,15 +123,13 @@ class MeshReconciler:
 
     async def _reconcile(self) -> PassResult:
         result = PassResult()
-        pods = (await self.kube.request("GET", _path("pods", query=_selector(INJECT_LABEL, "true"))))["items"]
+        pods = await self._list("pods", INJECT_LABEL, "true")
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             namespace = pod["metadata"]["namespace"]
             if namespace != self.controller_namespace:
                 by_namespace.setdefault(namespace, []).append(pod)
-        managed = (
-            await self.kube.request("GET", _path("configmaps", query=_selector(MANAGED_LABEL, MANAGED_VALUE)))
-        )["items"]
+        managed = await self._list("configmaps", MANAGED_LABEL, MANAGED_VALUE)
         managed_maps = {
             cm["metadata"]["namespace"]: cm for cm in managed if cm["metadata"]["name"] == ROUTES_CONFIG_MAP
         }
@@ -200,7 +155,18 @@ class MeshReconciler:
             self.reload_due = self.clock() + self.mesh.reload_delay_seconds
         return result
 
-    async def _put_config_map(self, namespace: str, data: dict[str, str], current: Mapping[str, Any] | None) -> None:
+    async def _list(self, resource: str, label: str, value: str) -> list[dict[str, Any]]:
+        answer = await self.kube.request("GET", _path(resource, query=_selector(label, value)))
+        # Filtered here as well: correct whatever the server did with the selector.
+        return [
+            item
+            for item in answer.get("items") or []
+            if ((item.get("metadata") or {}).get("labels") or {}).get(label) == value
+        ]
+
+    async def _put_config_map(
+        self, namespace: str, data: dict[str, str], current: Mapping[str, Any] | None
+    ) -> None:
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -256,7 +222,11 @@ class MeshReconciler:
                 raise
 
     async def _report(self, item: ObjectProblem) -> int:
-        key = (item.uid or f"{item.kind}/{item.namespace}/{item.name}", item.problem.reason, item.problem.message)
+        key = (
+            item.uid or f"{item.kind}/{item.namespace}/{item.name}",
+            item.problem.reason,
+            item.problem.message,
+        )
         if key in self._reported:
             return 0
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -285,7 +255,9 @@ class MeshReconciler:
         try:
             await self.kube.request("POST", _path("events", item.namespace), event)
         except KubeError as error:
-            log.warning("event %s on %s/%s not recorded: %s", item.problem.reason, item.namespace, item.name, error)
+            log.warning(
+                "event %s on %s/%s not recorded: %s", item.problem.reason, item.namespace, item.name, error
+            )
             return 0
         self._reported.add(key)
         return 1
@@ -308,19 +280,26 @@ class MeshReconciler:
         """Something meshed changed (a watch event): reconcile soon."""
         self._poked.set()
 
-    async def run(self, *, resync_seconds: float = 30.0, tick: float = 1.0) -> None:
-        """Reconcile at start, on every poke (coalesced) and every resync period; fire due reloads."""
+    async def run(
+        self,
+        *,
+        resync_seconds: float = 30.0,
+        tick: float = 1.0,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Reconcile at start, on every poke (coalesced) and every resync period, while leader; fire due
+        reloads. Standby replicas only serve admission reviews."""
         last = float("-inf")
         while True:
-            if self._poked.is_set() or self.clock() - last >= resync_seconds:
+            if not is_leader():
+                last = float("-inf")  # a new leader starts with a full pass
+            elif self._poked.is_set() or self.clock() - last >= resync_seconds:
                 self._poked.clear()
                 try:
                     await self.reconcile()
-                except (KubeError, aiohttp.ClientError, asyncio.TimeoutError) as error:
+                except KubeError as error:
                     log.warning("mesh reconcile failed (retrying): %s", error)
                 last = self.clock()
             await self.reload_if_due()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), timeout=tick)
-            except TimeoutError:
-                pass

@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tyk_controller.mesh.config import MeshConfig, WebhookServer
+from tyk_controller.config import WebhookServer
+from tyk_controller.mesh.config import MeshConfig
 from tyk_controller.mesh.sidecar import Customise, Injection, plan_injection
 
 log = logging.getLogger("tyk_controller.mesh")

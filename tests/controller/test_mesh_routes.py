@@ -1,0 +1,240 @@
+"""The egress-routes reconciler against the fake Kubernetes API server over HTTP: routes follow the meshed
+pods (scaling never duplicates, deleting removes), a restart converges with no writes, problems become Events,
+and every request stays within the mesh's RBAC rules."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import jsonpatch
+import kopf
+import pytest
+import pytest_asyncio
+
+from tests.controller.mesh_fixtures import MESH, NAMESPACE, app_pod
+from tests.kube_api_double import Identity, KubeApiDouble
+from tyk_controller.kube import KubeClient
+from tyk_controller.mesh.config import (
+    NAMESPACE_SECRET,
+    REDIS_PASSWORD_KEY,
+    ROUTES_CONFIG_MAP,
+    SIDECAR_SECRET_KEY,
+)
+from tyk_controller.mesh.reconciler import CLUSTER_RULES, SECRET_RESOURCE_NAMES, MeshReconciler
+from tyk_controller.mesh.routes import Target, egress_api, plan_routes
+from tyk_controller.mesh.sidecar import plan_injection
+from tyk_gateway.models import ApiDefinition
+
+TOKEN = "mesh-controller-token"
+REDIS_PASSWORD = "redis-pw"
+
+
+def running(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The pod as stored after admission (injected) and scheduling."""
+    injection = plan_injection(pod, NAMESPACE, MESH)
+    stored = jsonpatch.apply_patch(pod, injection.patch) if injection.patch else copy.deepcopy(pod)
+    stored["metadata"]["name"] = name
+    stored["metadata"]["uid"] = str(uuid.uuid4())
+    stored["status"] = {"phase": "Running"}
+    return stored
+
+
+def service(name: str, app: str, target_port: int | str = "http", port: int = 80) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4())},
+        "spec": {
+            "selector": {"app": app},
+            "ports": [{"name": "http", "port": port, "targetPort": target_port}],
+        },
+    }
+
+
+@pytest.fixture
+def api() -> Iterator[KubeApiDouble]:
+    with KubeApiDouble() as double:
+        double.grant(
+            TOKEN, Identity(user="system:serviceaccount:tyk:tyk-controller", cluster_rules=CLUSTER_RULES)
+        )
+        yield double
+
+
+class Reloads:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest_asyncio.fixture
+async def kube(api: KubeApiDouble) -> AsyncIterator[KubeClient]:
+    client = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token=TOKEN))
+    yield client
+    await client.close()
+
+
+def reconciler(kube: KubeClient, reloads: Reloads) -> MeshReconciler:
+    mesh = MESH.model_copy(update={"reload_delay_seconds": 0.0})
+    return MeshReconciler(
+        kube, mesh, redis_password=REDIS_PASSWORD, reload=reloads, controller_namespace="tyk"
+    )
+
+
+def routes(api: KubeApiDouble) -> dict[str, dict[str, Any]]:
+    config_map = api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP)
+    assert config_map is not None
+    return {key: json.loads(value) for key, value in (config_map.get("data") or {}).items()}
+
+
+def writes(api: KubeApiDouble) -> list[Any]:
+    return [
+        r
+        for r in api.requests
+        if r.verb in ("create", "update", "patch", "delete") and r.resource != "events"
+    ]
+
+
+def two_services(api: KubeApiDouble) -> None:
+    api.apply(running(app_pod("orders"), "orders-1"))
+    api.apply(service("orders", "orders"))
+    api.apply(running(app_pod("web", annotations={"injector.tyk.io/route": "/shop/web"}), "web-1"))
+    api.apply(service("web", "web"))
+
+
+@pytest.mark.asyncio
+async def test_routes_follow_the_meshed_workloads(api: KubeApiDouble, kube: KubeClient) -> None:
+    reloads = Reloads()
+    mesh = reconciler(kube, reloads)
+    two_services(api)
+    await mesh.reconcile()
+    assert set(routes(api)) == {"orders.route.json", "shop.web.route.json"}
+    orders = routes(api)["orders.route.json"]
+    ApiDefinition.model_validate(orders)
+    assert orders["domain"] == "mesh"
+    assert orders["proxy"]["listen_path"] == "/orders/"
+    assert orders["proxy"]["target_url"] == f"http://orders.{NAMESPACE}.svc:80"
+    assert await mesh.reload_if_due() and reloads.count == 1
+
+    # Scaling up: same route, no write at all, no reload.
+    before = len(writes(api))
+    api.apply(running(app_pod("orders"), "orders-2"))
+    result = await mesh.reconcile()
+    assert (result.writes, len(writes(api)) - before) == (0, 0)
+    assert not await mesh.reload_if_due()
+
+    # Deleting the workload removes its route (and only its route).
+    api.delete("v1", "Pod", NAMESPACE, "orders-1")
+    api.delete("v1", "Pod", NAMESPACE, "orders-2")
+    await mesh.reconcile()
+    assert set(routes(api)) == {"shop.web.route.json"}
+    assert await mesh.reload_if_due() and reloads.count == 2
+
+    # The last meshed pod gone: the namespace's ConfigMap and Secret go too.
+    api.delete("v1", "Pod", NAMESPACE, "web-1")
+    await mesh.reconcile()
+    assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is None
+    assert api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET) is None
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_controller_converges_without_writes(api: KubeApiDouble, kube: KubeClient) -> None:
+    two_services(api)
+    await reconciler(kube, Reloads()).reconcile()
+    secret = api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET)
+    assert secret is not None
+    assert base64.b64decode(secret["data"][REDIS_PASSWORD_KEY]).decode() == REDIS_PASSWORD
+    sidecar_secret = secret["data"][SIDECAR_SECRET_KEY]
+    assert len(base64.b64decode(sidecar_secret)) >= 32
+
+    before = len(writes(api))
+    restarted = reconciler(kube, Reloads())
+    result = await restarted.reconcile()
+    assert (result.writes, result.deletes, len(writes(api)) - before) == (0, 0, 0)
+    assert restarted.reload_due is None
+    kept = api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET)
+    assert kept is not None and kept["data"][SIDECAR_SECRET_KEY] == sidecar_secret  # generated once, kept
+
+
+@pytest.mark.asyncio
+async def test_requests_stay_within_the_mesh_rbac(api: KubeApiDouble, kube: KubeClient) -> None:
+    two_services(api)
+    api.apply(service("orders-by-number", "orders", target_port=8080))
+    mesh = reconciler(kube, Reloads())
+    await mesh.reconcile()
+    api.delete("v1", "Pod", NAMESPACE, "orders-1")
+    api.delete("v1", "Pod", NAMESPACE, "web-1")
+    await mesh.reconcile()
+    assert all(r.status < 400 or r.status == 404 for r in api.requests), [
+        (r.method, r.path, r.status) for r in api.requests if r.status >= 400
+    ]
+    for request in api.requests:
+        if request.resource == "secrets":
+            assert request.verb != "list" and request.verb != "watch"
+            if request.verb in SECRET_RESOURCE_NAMES:
+                assert request.name in SECRET_RESOURCE_NAMES[request.verb]
+
+
+@pytest.mark.asyncio
+async def test_problems_become_events_once(api: KubeApiDouble, kube: KubeClient) -> None:
+    two_services(api)
+    api.apply(service("orders-by-number", "orders", target_port=8080))
+    # Opted in but created while the webhook was unavailable (failurePolicy Ignore): no sidecar.
+    plain = app_pod("billing")
+    plain["metadata"].update(name="billing-1", uid=str(uuid.uuid4()))
+    plain["status"] = {"phase": "Running"}
+    api.apply(plain)
+    # Opted in with an annotation the webhook refused.
+    bad = running(app_pod("stock", annotations={"injector.tyk.io/port": "grpc"}), "stock-1")
+    api.apply(bad)
+    mesh = reconciler(kube, Reloads())
+    await mesh.reconcile()
+    await mesh.reconcile()
+    events = api.list_objects("v1", "Event")
+    by_reason = {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in events}
+    assert by_reason == {
+        ("Service", "orders-by-number", "MeshBypassed"),
+        ("Pod", "billing-1", "NotInjected"),
+        ("Pod", "stock-1", "PortNotFound"),
+    }
+    assert len(events) == 3  # reported once, not on every pass
+    assert all(e["type"] == "Warning" for e in events)
+    [stock] = [e for e in events if e["involvedObject"]["name"] == "stock-1"]
+    assert "'grpc'" in stock["message"]
+    assert set(routes(api)) == {"orders.route.json", "shop.web.route.json"}
+
+
+def test_two_workloads_claiming_one_route_resolve_deterministically() -> None:
+    pods = [
+        running(app_pod("orders"), "orders-1"),
+        running(app_pod("orders-v2", annotations={"injector.tyk.io/route": "/orders"}), "orders-v2-1"),
+    ]
+    services = [service("orders", "orders"), service("orders-v2", "orders-v2")]
+    for order in (pods, list(reversed(pods))):
+        plan = plan_routes(NAMESPACE, order, list(reversed(services)), MESH)
+        assert plan.routes["/orders"].service == "orders"
+        [conflict] = plan.problems
+        assert (conflict.name, conflict.problem.reason) == ("orders-v2-1", "RouteConflict")
+
+
+def test_terminating_and_finished_pods_serve_no_route() -> None:
+    terminating = running(app_pod("orders"), "orders-1")
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    finished = running(app_pod("web"), "web-1")
+    finished["status"]["phase"] = "Succeeded"
+    plan = plan_routes(
+        NAMESPACE, [terminating, finished], [service("orders", "orders"), service("web", "web")], MESH
+    )
+    assert plan.data == {} and plan.problems == []
+
+
+def test_egress_route_paths_never_overlap_by_prefix() -> None:
+    short = egress_api(NAMESPACE, "/orders", Target("orders", 80), MESH)
+    assert short["proxy"]["listen_path"] == "/orders/"
+    assert not "/orders-v2/x".startswith(short["proxy"]["listen_path"])
