@@ -85,7 +85,7 @@ def main() -> None:
     )
 
     if settings.controller.enabled:
-        IngressController(
+        controller = IngressController(
             "ingress-controller",
             IngressControllerArgs(
                 namespace=namespace_name,
@@ -96,6 +96,9 @@ def main() -> None:
             ),
             opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),
         )
+        if settings.controller.webhook.enabled:
+            # Renewal is a `pulumi up` in the certificate's last quarter; alert on this export before it lapses.
+            pulumi.export("webhook_certificate_expires_at", controller.webhook_cert_expires_at)
 
     if settings.api_management.enabled:
         definitions = declare_definitions(

@@ -222,6 +222,8 @@ class IngressController(pulumi.ComponentResource):
     webhook_service_host: pulumi.Output[str | None]
     """`<service>.<namespace>.svc` the API server calls for injection (None without the webhook)."""
     webhook_ca_pem: pulumi.Output[str | None]
+    webhook_cert_expires_at: pulumi.Output[str | None]
+    """When the webhook's serving certificate expires (None without the webhook)."""
     """The webhook CA certificate (None without the webhook)."""
 
     @staticmethod
@@ -243,6 +245,7 @@ class IngressController(pulumi.ComponentResource):
         self.deployment_name = pulumi.Output.from_input(None)
         self.webhook_service_host = pulumi.Output.from_input(None)
         self.webhook_ca_pem = pulumi.Output.from_input(None)
+        self.webhook_cert_expires_at = pulumi.Output.from_input(None)
         if not settings.enabled:
             self.register_outputs({})
             return
@@ -346,6 +349,7 @@ class IngressController(pulumi.ComponentResource):
             )
             self.webhook_service_host = webhook.service_host
             self.webhook_ca_pem = certificates.ca_cert_pem
+            self.webhook_cert_expires_at = certificates.expires_at
         self.register_outputs(
             {
                 "deployment_name": self.deployment_name,

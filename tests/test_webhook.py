@@ -15,11 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.webhook import OPT_IN_LABEL, renewal_hours
+from components.settings import WebhookSettings
+from components.webhook import OPT_IN_LABEL, mesh_config, renewal_hours
 from offline import tls_outputs
 from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
 from tests.controller_fixtures import NAMESPACE, Built, example_documents
 from tests.controller_fixtures import build as build_controller
+from tyk_controller.config import WebhookServer
 
 CONFIGURATION = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
 SECRET = "kubernetes:core/v1:Secret"
@@ -83,7 +85,7 @@ def test_serving_certificate_names_the_service_the_api_server_calls(namespace: s
     serving = _certificate(_tls_secret(built)["stringData"]["tls.crt"])
     reference = _webhook(built)["clientConfig"]["service"]
     dns_name = f"{reference['name']}.{reference['namespace']}.svc"
-    assert dns_name == f"tyk-k8s-webhook.{namespace}.svc"
+    assert dns_name == f"tyk-controller-webhook.{namespace}.svc"
     assert _dns_names(serving) == [dns_name]
     assert serving.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == dns_name
 
@@ -97,7 +99,7 @@ def test_serving_certificate_names_the_service_the_api_server_calls(namespace: s
         service["spec"]["selector"].items()
         <= built.deployment()["spec"]["template"]["metadata"]["labels"].items()
     )
-    assert reference["path"] == "/inject"  # cmd/start.go: AddRoute("POST", "/inject", ...)
+    assert reference["path"] == WebhookServer().path  # where tyk_controller.mesh.server serves it
 
 
 def test_tls_secret_is_mounted_where_the_controller_reads_its_certificate() -> None:
@@ -170,7 +172,7 @@ def test_webhook_is_safe_by_default() -> None:
     assert webhook["sideEffects"] == "None"
     assert webhook["timeoutSeconds"] == 5
     assert webhook["failurePolicy"] == "Ignore"
-    assert webhook["admissionReviewVersions"] == ["v1beta1"]  # the handler decodes and answers v1beta1 only
+    assert webhook["admissionReviewVersions"] == ["v1"]  # the server decodes and answers v1 only
     assert webhook["reinvocationPolicy"] == "Never"
     # Pods on creation only: the handler denies any other kind, Deployments included.
     assert webhook["rules"] == [
@@ -190,6 +192,32 @@ def test_failure_policy_and_timeout_are_configurable() -> None:
     assert (webhook["failurePolicy"], webhook["timeoutSeconds"]) == ("Fail", 3)
 
 
+def test_timeout_stays_at_most_five_seconds() -> None:
+    with pytest.raises(ValueError, match=r"timeout_seconds|timeoutSeconds"):
+        WebhookSettings.model_validate({"timeoutSeconds": 10})
+
+
+def test_serving_certificate_expiry_is_an_output() -> None:
+    built = build()
+    [certificates] = built.of_type("tyk-aks:index:WebhookCertificates")
+    [signed] = built.of_type(tls_outputs.LOCALLY_SIGNED_CERT)
+    serving = _certificate(_tls_secret(built)["stringData"]["tls.crt"])
+    expires = datetime.datetime.fromisoformat(signed.outputs["validityEndTime"].replace("Z", "+00:00"))
+    assert abs(expires - serving.not_valid_after_utc) < datetime.timedelta(seconds=1)
+    assert certificates is not None
+
+
+def test_mesh_config_runs_the_gateways_own_image_on_their_redis() -> None:
+    mesh = mesh_config(
+        WebhookSettings(reload_delay_seconds=30),
+        gateway_image_tag="v5.13.1",
+        redis_addrs=["r:6379"],
+        org_id="o",
+    )
+    assert mesh.sidecar_image == "docker.tyk.io/tyk-gateway/tyk-gateway:v5.13.1"
+    assert (mesh.redis_addrs, mesh.org_id, mesh.reload_delay_seconds) == (["r:6379"], "o", 30)
+
+
 @pytest.mark.parametrize("namespace", [NAMESPACE, "platform"])
 def test_webhook_never_applies_to_its_own_or_system_namespaces(namespace: str) -> None:
     built = build(namespace=namespace)
@@ -199,7 +227,7 @@ def test_webhook_never_applies_to_its_own_or_system_namespaces(namespace: str) -
     assert {namespace, "kube-system", "kube-public"} <= set(expression["values"])
     assert "demo" not in expression["values"]  # the examples' namespace is served
     configuration = reveal(built.one(CONFIGURATION).inputs)
-    assert configuration["metadata"]["name"] == f"tyk-k8s-sidecar-injector-{namespace}"  # cluster-scoped
+    assert configuration["metadata"]["name"] == f"tyk-mesh-injector-{namespace}"  # cluster-scoped
 
 
 def test_webhook_configuration_is_created_after_the_controller_runs() -> None:
