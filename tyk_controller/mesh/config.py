@@ -6,6 +6,8 @@ the names both sides must agree on live here, in a module that imports neither k
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -80,6 +82,9 @@ class MeshConfig(_Camel):
     redis_addrs: list[str] = Field(min_length=1)
     """`host:port` of the gateways' Redis: the gateway refuses to run without Redis."""
     redis_tls: bool = False
+    hash_key_function: Literal["murmur32", "murmur64", "murmur128", "sha256"] = "murmur128"
+    """Must match the gateways' (the tyk-oss chart's `hashKeyFunction`, murmur128): keys live in the shared
+    Redis under their hash, so a sidecar hashing differently finds none of them."""
     org_id: str = "default"
     egress_port: int = Field(default=80, ge=1, le=65535)
     """Where the sidecar serves `http://mesh/<route>/...` (port 80 so the URL needs no port)."""

@@ -320,6 +320,7 @@ def gateway_config(mesh: MeshConfig) -> dict[str, Any]:
         # limiter and divide each limit by the number of nodes it hears about.
         "enable_redis_rolling_limiter": True,
         "hash_keys": True,
+        "hash_key_function": mesh.hash_key_function,
         "enable_analytics": False,
         "enable_jsvm": False,
         "pid_file_location": f"{TMP_DIR}/tyk-gateway.pid",
