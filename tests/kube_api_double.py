@@ -125,6 +125,7 @@ class RecordedRequest:
     name: str | None
     body: Any
     status: int = 0
+    user: str = ""
 
 
 @dataclass
@@ -162,6 +163,7 @@ class KubeApiDouble:
         self.identities: dict[str, Identity] = {}
         self.requests: list[RecordedRequest] = []
         self.down = False
+        self.partitioned = False
         self._lock = threading.RLock()
         self._watches: dict[tuple[str, str], list[tuple[str | None, _Watch]]] = {k: [] for k in self.types}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -369,10 +371,25 @@ class KubeApiDouble:
     def _fail(self, code: int, reason: str, message: str, **details: Any) -> web.Response:
         return self._json(code, status_body(code, reason, message, details or None))
 
+    def partition(self) -> None:
+        """Cut the clients off: open watches close, new watches wait, other requests answer 503."""
+        self.partitioned = True
+        self.expire_watches(compact=False)
+
+    def heal(self) -> None:
+        """Reconnect, with the events of the partition compacted away: resumed watches get 410 Gone."""
+        with self._lock:
+            self.history.clear()
+            self.revision += 1
+            self.compacted_rv = self.revision
+            self.partitioned = False
+
     async def _dispatch(
         self, request: web.Request, path: str, query: dict[str, str], body: Any, record: RecordedRequest
     ) -> web.StreamResponse:
-        if self.down:
+        while self.partitioned and query.get("watch") in ("true", "1"):
+            await asyncio.sleep(0.02)
+        if self.down or self.partitioned:
             return self._fail(
                 503, "ServiceUnavailable", "the server is currently unable to handle the request"
             )
@@ -380,6 +397,7 @@ class KubeApiDouble:
         identity = self.identities.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
         if identity is None:
             return self._fail(401, "Unauthorized", "Unauthorized")
+        record.user = identity.user
         parts = [p for p in path.split("/") if p]
         discovery = self._discovery(parts)
         if discovery is not None:

@@ -51,16 +51,18 @@ def setup_logging() -> None:
 
 def load_translator(config: ControllerConfig) -> object:
     """The translation functions and the templates folder (imported here: the runtime does not own them)."""
+    from . import translate
     from .runtime import Translator
 
-    translate = importlib.import_module("tyk_controller.translate")
-    templates = importlib.import_module("tyk_controller.templates")
-
+    try:
+        templates = importlib.import_module("tyk_controller.templates").load_templates(config.templates_dir)
+    except ModuleNotFoundError:
+        templates = {}
     return Translator(
         translate=translate.translate_ingress,
         owner_of=translate.owner_of,
         ingress_handled=translate.ingress_handled,
-        templates=templates.load_templates(config.templates_dir),
+        templates=templates,
     )
 
 

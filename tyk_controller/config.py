@@ -94,6 +94,8 @@ class ControllerConfig(_Model):
     """At most one group reload per this many seconds, however many batches of changes arrive."""
     retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
     """Longest pause between two attempts of a failed reconcile (exponential backoff from 1 s)."""
+    probe_interval_seconds: float = Field(default=5.0, gt=0)
+    """How often Kubernetes and the gateway are probed; ``/readyz`` fails after three silent intervals."""
 
     @field_validator("watch_namespaces")
     @classmethod

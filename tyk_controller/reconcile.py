@@ -44,7 +44,6 @@ from .kube import INGRESSES, ClusterState, Key, KubeClient, KubeError
 
 log = logging.getLogger("tyk_controller.reconcile")
 
-LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 EVENT_COMPONENT = "tyk-ingress-controller"
 WRITE_WORKERS = 4
@@ -65,7 +64,7 @@ class TranslationLike(Protocol):
 
 TranslateFn = Callable[..., TranslationLike]
 OwnerFn = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
-HandledFn = Callable[[Mapping[str, Any], ControllerConfig], bool]
+HandledFn = Callable[..., bool]  # (ingress, config, *, default_class) -> bool
 
 
 @dataclass
@@ -122,27 +121,20 @@ class Reconciler:
     # --- class selection -------------------------------------------------------------------------------
 
     def handled(self, ingress: Mapping[str, Any]) -> bool:
-        """The contract's class check, plus IngressClasses that name this controller (and the default one)."""
-        if self.ingress_handled(ingress, self.config):
-            return True
-        spec = ingress.get("spec") or {}
-        annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-        class_name = spec.get("ingressClassName")
-        ours = {
-            name
-            for (_, name), obj in self.state.ingress_classes.items.items()
-            if (obj.get("spec") or {}).get("controller") == self.config.controller_name
-        }
-        if class_name:
-            return str(class_name) in ours
-        if LEGACY_CLASS_ANNOTATION in annotations:
-            return False
-        default = [
-            name
-            for (_, name), obj in self.state.ingress_classes.items.items()
-            if ((obj.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
-        ]
-        return len(default) == 1 and default[0] in ours
+        """The contract's class check, with what only the runtime knows: the IngressClass objects.
+
+        The IngressClass named ``config.ingress_class``, when it exists, must name this controller
+        (``spec.controller``); when it is marked as the cluster default, Ingresses without any class are
+        handled too.
+        """
+        ingress_class = self.state.ingress_classes.items.get(("", self.config.ingress_class))
+        default_class = False
+        if ingress_class is not None:
+            if (ingress_class.get("spec") or {}).get("controller") != self.config.controller_name:
+                return False
+            annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
+            default_class = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return self.ingress_handled(ingress, self.config, default_class=default_class)
 
     # --- desired state ---------------------------------------------------------------------------------
 

@@ -51,9 +51,6 @@ from .reconcile import HandledFn, OwnerFn, Reconciler, TranslateFn
 
 log = logging.getLogger("tyk_controller")
 
-PROBE_INTERVAL = 2.0
-PROBE_FRESHNESS = 10.0  # /readyz: both sides answered within this many seconds
-
 
 @dataclass
 class Translator:
@@ -121,8 +118,9 @@ class Controller:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
-        kube_ok = now - self.kube_seen < PROBE_FRESHNESS
-        gateway_ok = now - self.gateway_seen < PROBE_FRESHNESS
+        freshness = 3 * self.config.probe_interval_seconds
+        kube_ok = now - self.kube_seen < freshness
+        gateway_ok = now - self.gateway_seen < freshness
         detail = {
             "kubernetes": kube_ok,
             "gateway": gateway_ok,
@@ -154,7 +152,7 @@ class Controller:
 
     def _gateway_answers(self) -> bool:
         try:
-            requests.get(self.gateway.base_url + "/hello", timeout=(2, 2))
+            requests.get(self.gateway.base_url + "/hello", timeout=self.config.probe_interval_seconds)
         except requests.RequestException:
             return False
         return True
@@ -168,7 +166,7 @@ class Controller:
                 log.debug("Kubernetes probe failed: %s", error)
             if await asyncio.to_thread(self._gateway_answers):
                 self.gateway_seen = time.monotonic()
-            await asyncio.sleep(PROBE_INTERVAL)
+            await asyncio.sleep(self.config.probe_interval_seconds)
 
     # --- what to watch ---------------------------------------------------------------------------------
 
@@ -245,9 +243,11 @@ class Controller:
                 asyncio.ensure_future(self.state.changed.wait()),
                 asyncio.ensure_future(self._wake.wait()),
             ]
-            _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
             self._wake.clear()
             if not self.is_leader:
                 await asyncio.sleep(0.1)
@@ -288,9 +288,17 @@ class Controller:
             except KubeError as error:
                 log.warning("Kubernetes unreachable at start, retrying: %s", error)
                 await asyncio.sleep(2)
+        if self.elector is not None:
+            self._tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
+        self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="reconcile"))
+        stopper = asyncio.create_task(self.stop.wait(), name="stop")
+        await asyncio.sleep(
+            0
+        )  # kopf cancels, at its exit, every task that started after it: start ours first
         registry = build_registry(self.state, self._kinds(), login_handler)
         settings = kopf_settings(kopf.OperatorSettings())
         namespaces = list(self.config.watch_namespaces)
+        kopf_stop = asyncio.Event()
         operator = asyncio.create_task(
             kopf.operator(
                 registry=registry,
@@ -298,27 +306,24 @@ class Controller:
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 standalone=True,
-                stop_flag=self.stop,
+                stop_flag=kopf_stop,
             ),
             name="kopf",
         )
         self._tasks.append(operator)
-        if self.elector is not None:
-            self._tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
-        self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="reconcile"))
-        stopper = asyncio.create_task(self.stop.wait())
         await asyncio.wait([*self._tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in self._tasks if t.done() and not t.cancelled() and t.exception() is not None]
         for task in failed:
             log.error("task %s failed: %r", task.get_name(), task.exception())
-        self.stop.set()
-        for task in self._tasks:
-            if task is not operator:
-                task.cancel()
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(operator, timeout=5)
+        ours = [t for t in self._tasks if t is not operator]
+        for task in [*ours, stopper]:
+            task.cancel()
+        await asyncio.gather(*ours, stopper, return_exceptions=True)
         if self.elector is not None:
             await self.elector.release()
+        kopf_stop.set()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(operator, timeout=10)
         await self.kube.close()
         await health.cleanup()
         if failed:

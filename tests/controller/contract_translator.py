@@ -34,11 +34,11 @@ class Translation:
     problems: list[Problem] = field(default_factory=list)
 
 
-def ingress_handled(ingress: Mapping[str, Any], config: Any) -> bool:
+def ingress_handled(ingress: Mapping[str, Any], config: Any, *, default_class: bool = False) -> bool:
     spec = ingress.get("spec") or {}
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     name = spec.get("ingressClassName") or annotations.get("kubernetes.io/ingress.class")
-    return bool(name == config.ingress_class)
+    return bool(name == config.ingress_class) if name else default_class
 
 
 def owner_of(definition: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -1,0 +1,336 @@
+"""Ingress (``networking.k8s.io/v1``) -> Tyk classic API definitions. Pure functions, no I/O.
+
+How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader.go``, gorilla/mux v1.8.1):
+
+* One API definition per (host, path, pathType, scheme) of an Ingress. Its ``domain`` is the rule's host
+  (``*.foo.com`` becomes the mux host template ``{wildcard}.foo.com``: ``{x}`` matches exactly one DNS label);
+  a rule without host has no ``domain``. The gateway puts every API with a ``domain`` before every API
+  without one (``sortSpecsByListenPath`` with ``enable_custom_domains``), so host rules take precedence over
+  host-less rules, as in Kubernetes.
+* Within those two groups the gateway orders APIs by listen-path length, longest first, and matches the
+  listen path as a plain string prefix. A Kubernetes path becomes a listen path ending in a mux variable:
+  ``Prefix /foo`` -> ``/foo{http:/|$}`` (element-wise: ``/foo`` and ``/foo/...``, never ``/foobar``),
+  ``Exact /foo`` -> ``/foo{http_exact:$}``. The Exact suffix is longer than the Prefix suffix, so for one
+  path Exact sorts first, and a longer matching path always sorts before a shorter one: the gateway's
+  first match is Kubernetes' longest match (the gateway's sort is not stable, so no two listen paths that can
+  match the same request have equal length; see ``listen_path_length``).
+* HTTPS APIs (hosts of ``spec.tls``) listen on ``config.https_port`` with ``protocol: https``; their variable
+  is named ``https``/``https_exact`` so that their listen-path strings differ from the HTTP ones (the
+  gateway's listen-path collision check ignores ports and would otherwise rename both).
+* The Ingress's backend port is the Service port: by number, or by name through the Service's
+  ``spec.ports``. The target is ``http://<service>.<namespace>.svc:<port>``; paths are passed on unchanged
+  (``strip_listen_path: false``), as Kubernetes specifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tyk_controller.config import ControllerConfig
+from tyk_gateway.models import DefinitionError, normalize_api
+
+#: ``config_data`` key that records the owning Ingress (``<namespace>/<name>``) in every definition written.
+#: ``config_data`` is a field of ``apidef.APIDefinition``, so the gateway keeps it through its file round
+#: trip (unknown top-level fields are dropped when the gateway decodes a definition).
+OWNER_KEY = "tyk-aks.io/ingress"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+#: Mux variables appended to a Kubernetes path to get Kubernetes matching from a prefix router.
+PREFIX_MATCHER = {"http": "{http:/|$}", "https": "{https:/|$}"}
+EXACT_MATCHER = {"http": "{http_exact:$}", "https": "{https_exact:$}"}
+#: ``Prefix /`` when the same host also has ``Exact /``: every path but ``/`` itself (see ``_listen_path``).
+ROOT_BUT_EXACT = {"http": "/{http:.+}", "https": "/{https:.+}"}
+ROOT_PREFIX = {"http": "/", "https": "/{https:.*}"}
+
+_API_ID_PREFIX = "ingress"
+_WILDCARD_LABEL = "{wildcard}"
+_HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Characters the mux template syntax or the gateway's loader would misread in a literal path.
+_UNSAFE_PATH_CHARS = set("{} \t\r\n")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the controller could not express as asked; becomes a Warning Event on the Ingress."""
+
+    field: str
+    reason: str
+    message: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class Translation:
+    apis: dict[str, dict[str, Any]] = field(default_factory=dict)
+    certificates: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def fatal(self) -> bool:
+        """True when the runtime must leave this Ingress's APIs on the gateway as they are."""
+        return any(problem.fatal for problem in self.problems)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One (host, path) of an Ingress and where it goes."""
+
+    host: str  # "" = every host
+    path: str
+    path_type: str  # "Exact" | "Prefix" (ImplementationSpecific is treated as Prefix)
+    service: str
+    port: int
+    field: str  # where it came from, for Problems
+
+
+# --- class selection and ownership ------------------------------------------------------------------
+
+
+def ingress_handled(
+    ingress: Mapping[str, Any], config: ControllerConfig, *, default_class: bool = False
+) -> bool:
+    """Whether this controller serves the Ingress.
+
+    ``spec.ingressClassName`` wins when set: it must equal ``config.ingress_class`` (the runtime only lets
+    IngressClasses whose ``spec.controller`` is ``config.controller_name`` through, by naming one here).
+    Without it, the legacy annotation ``kubernetes.io/ingress.class`` decides. With neither, the Ingress is
+    served only when the IngressClass ``config.ingress_class`` is marked as the cluster default
+    (``ingressclass.kubernetes.io/is-default-class: "true"``); the runtime passes that as ``default_class``.
+    """
+    spec = ingress.get("spec") or {}
+    class_name = spec.get("ingressClassName")
+    if class_name:
+        return bool(class_name == config.ingress_class)
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
+    if legacy is not None:
+        return bool(legacy == config.ingress_class)
+    return default_class
+
+
+def owner_of(definition: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(namespace, ingress name)`` when the definition was written by this controller, else None."""
+    config_data = definition.get("config_data")
+    if not isinstance(config_data, Mapping):
+        return None
+    owner = config_data.get(OWNER_KEY)
+    if not isinstance(owner, str) or owner.count("/") != 1:
+        return None
+    namespace, name = owner.split("/")
+    if not namespace or not name:
+        return None
+    return namespace, name
+
+
+def api_id_for(namespace: str, name: str, host: str, path: str, path_type: str, scheme: str) -> str:
+    """Deterministic id: the same Ingress rule always maps to the same API, across restarts."""
+    digest = hashlib.sha256(
+        json.dumps([namespace, name, host, path, path_type, scheme], separators=(",", ":")).encode()
+    ).hexdigest()[:20]
+    readable = f"{_API_ID_PREFIX}-{namespace}-{name}"[:200]
+    return f"{readable}-{digest}"
+
+
+# --- paths and hosts --------------------------------------------------------------------------------
+
+
+def gateway_domain(host: str) -> str:
+    """The API ``domain`` for an Ingress host ("" for none): ``*.foo.com`` -> ``{wildcard}.foo.com``."""
+    if host.startswith("*."):
+        return _WILDCARD_LABEL + host[1:]
+    return host
+
+
+def listen_path_for(path: str, path_type: str, scheme: str, *, host_has_exact_root: bool = False) -> str:
+    """The listen path that makes the gateway's prefix router match like Kubernetes' ``pathType``."""
+    if path_type == "Exact":
+        return path + EXACT_MATCHER[scheme]
+    trimmed = path.rstrip("/")  # Prefix ignores a trailing slash: /foo/ matches /foo
+    if not trimmed:
+        return ROOT_BUT_EXACT[scheme] if host_has_exact_root else ROOT_PREFIX[scheme]
+    return trimmed + PREFIX_MATCHER[scheme]
+
+
+def listen_path_length(listen_path: str) -> int:
+    """The gateway's sort key (``listenPathLength`` in ``gateway/api_loader.go``)."""
+    if "{" not in listen_path:
+        return len(listen_path)
+    length = listen_path.count("/")
+    for segment in listen_path.split("/"):
+        if len(segment) > 2 and segment[0] == "{" and segment[-1] == "}":
+            continue
+        length += len(segment)
+    return length
+
+
+# --- translation ------------------------------------------------------------------------------------
+
+
+def translate_ingress(
+    ingress: Mapping[str, Any],
+    *,
+    services: Mapping[tuple[str, str], Mapping[str, Any]],
+    tls_secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    templates: Mapping[str, Mapping[str, Any]],
+    config: ControllerConfig,
+) -> Translation:
+    """Every API definition (and certificate) the Ingress asks for, plus what could not be expressed."""
+    metadata = ingress.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "default")
+    name = str(metadata.get("name") or "")
+    spec = ingress.get("spec") or {}
+    problems: list[Problem] = []
+
+    routes = _routes(spec, namespace, services, problems)
+    apis: dict[str, dict[str, Any]] = {}
+    exact_roots = {route.host for route in routes if route.path_type == "Exact" and route.path == "/"}
+    for route in routes:
+        scheme = "http"
+        listen_path = listen_path_for(
+            route.path, route.path_type, scheme, host_has_exact_root=route.host in exact_roots
+        )
+        api_id = api_id_for(namespace, name, route.host, route.path, route.path_type, scheme)
+        definition: dict[str, Any] = {
+            "api_id": api_id,
+            "name": f"{namespace}/{name} {scheme}://{route.host or '*'}{route.path} ({route.path_type})",
+            "slug": api_id,
+            "org_id": config.org_id,
+            "active": True,
+            "use_keyless": True,
+            "protocol": scheme,
+            "listen_port": config.http_port,
+            "domain": gateway_domain(route.host),
+            "proxy": {
+                "listen_path": listen_path,
+                "target_url": f"http://{route.service}.{namespace}.svc:{route.port}",
+                "strip_listen_path": False,
+            },
+            "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+            "config_data": {OWNER_KEY: f"{namespace}/{name}"},
+        }
+        try:
+            apis[api_id] = normalize_api(definition)
+        except DefinitionError as error:
+            problems.append(
+                Problem(route.field, "InvalidDefinition", f"{error}; this path is not served", fatal=True)
+            )
+    return Translation(apis=apis, certificates={}, problems=problems)
+
+
+def _routes(
+    spec: Mapping[str, Any],
+    namespace: str,
+    services: Mapping[tuple[str, str], Mapping[str, Any]],
+    problems: list[Problem],
+) -> list[Route]:
+    routes: list[Route] = []
+    seen: dict[tuple[str, str, str], str] = {}
+
+    def add(host: str, path: str, path_type: str, backend: Any, where: str) -> None:
+        target = _backend(backend, namespace, services, where, problems)
+        if target is None:
+            return
+        key = (host, (path.rstrip("/") or "/") if path_type == "Prefix" else path, path_type)
+        if key in seen:
+            problems.append(
+                Problem(
+                    where,
+                    "DuplicatePath",
+                    f"{path_type} {path!r} on host {host or '*'!r} is already routed by {seen[key]}; "
+                    "the first one is served",
+                )
+            )
+            return
+        seen[key] = where
+        routes.append(Route(host, path, path_type, target[0], target[1], where))
+
+    for index, rule in enumerate(spec.get("rules") or []):
+        where = f"spec.rules[{index}]"
+        host = str(rule.get("host") or "")
+        if host and not _HOST_RE.fullmatch(host):
+            problems.append(Problem(f"{where}.host", "UnsupportedHost", f"host {host!r} is not a DNS name"))
+            continue
+        http = rule.get("http")
+        if not http:
+            continue
+        for path_index, item in enumerate(http.get("paths") or []):
+            path_where = f"{where}.http.paths[{path_index}]"
+            path = str(item.get("path") or "/")
+            path_type = str(item.get("pathType") or "ImplementationSpecific")
+            if path_type == "ImplementationSpecific":
+                path_type = "Prefix"
+            if path_type not in {"Exact", "Prefix"}:
+                problems.append(
+                    Problem(path_where, "UnsupportedPathType", f"pathType {path_type!r} is not served")
+                )
+                continue
+            if not path.startswith("/") or _UNSAFE_PATH_CHARS & set(path):
+                problems.append(
+                    Problem(
+                        path_where,
+                        "UnsupportedPath",
+                        f"path {path!r} is not served: it must start with '/' and contain no "
+                        "braces or whitespace (the gateway reads braces as route variables)",
+                    )
+                )
+                continue
+            add(host, path, path_type, item.get("backend"), path_where)
+
+    default = spec.get("defaultBackend")
+    if default:
+        add("", "/", "Prefix", default, "spec.defaultBackend")
+    return routes
+
+
+def _backend(
+    backend: Any,
+    namespace: str,
+    services: Mapping[tuple[str, str], Mapping[str, Any]],
+    where: str,
+    problems: list[Problem],
+) -> tuple[str, int] | None:
+    """``(service, port number)`` of a backend, or None (with a Problem) when it can't be served."""
+    backend = backend or {}
+    if backend.get("resource"):
+        kind = (backend["resource"] or {}).get("kind", "?")
+        problems.append(
+            Problem(
+                f"{where}.backend.resource",
+                "UnsupportedBackend",
+                f"resource backend ({kind}) can't be expressed as a gateway API; this path is not served",
+            )
+        )
+        return None
+    service = backend.get("service") or {}
+    service_name = str(service.get("name") or "")
+    port = service.get("port") or {}
+    if "number" in port:
+        return service_name, int(port["number"])
+    port_name = port.get("name")
+    found = services.get((namespace, service_name))
+    if found is None:
+        problems.append(
+            Problem(
+                f"{where}.backend.service",
+                "ServiceNotFound",
+                f"Service {namespace}/{service_name} not found, so port {port_name!r} can't be resolved; "
+                "this path is not served until the Service exists",
+            )
+        )
+        return None
+    for service_port in (found.get("spec") or {}).get("ports") or []:
+        if service_port.get("name") == port_name:
+            return service_name, int(service_port["port"])
+    problems.append(
+        Problem(
+            f"{where}.backend.service.port.name",
+            "ServicePortNotFound",
+            f"Service {namespace}/{service_name} has no port named {port_name!r}; this path is not served",
+        )
+    )
+    return None
