@@ -23,7 +23,10 @@ real gateway does so via Redis pub/sub).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import ipaddress
 import json
 import random
@@ -369,6 +372,7 @@ class GatewayEmulator:
         self.hold_group_reloads = False
         self.loaded_apis: dict[str, dict[str, Any]] = {}
         self.loaded_policies: dict[str, dict[str, Any]] = {}
+        self.certificates = CertificateStore()
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self._queue: list[threading.Event | None] = []
@@ -569,7 +573,12 @@ class GatewayEmulator:
             return _error(405, "Method not supported")
         if parts[0] == "policies" and len(parts) <= 2:
             return self._policies(method, parts[1] if len(parts) == 2 else "", body)
+        if parts[0] == "certs" and len(parts) <= 2:
+            return self._certs(method, parts[1] if len(parts) == 2 else None, query, body)
         return NOT_FOUND
+
+    def _certs(self, method: str, cert_id: str | None, query: dict[str, list[str]], body: bytes) -> _Reply:
+        return _certs_handler(self, method, cert_id, query, body)
 
     @staticmethod
     def _only(method: str, allowed: str) -> _Reply | None:
@@ -698,7 +707,196 @@ class GatewayEmulator:
         return _ok(policy["id"], "added" if method == "POST" else "modified")
 
 
-_ROUTE_ID = re.compile(r"^(/tyk/(?:apis|policies))/(?!oas$)[^/]+$")
+# --- Certificates: /tyk/certs ------------------------------------------------------------------------
+# gateway/cert.go certHandler and certs/manager.go (GetCertIDAndChainPEM, Add, ListAllIds, Delete),
+# TykTechnologies/tyk v5.13.1. The gateway keeps certificates in Redis ("raw-<id>", "<org>-index"): they
+# exist as soon as they are added, no reload involved. Routes: /certs (POST, GET), /certs/{certID}
+# (POST, GET, DELETE). Not emulated: the private key is stored encrypted with the gateway secret (here in
+# clear); CertificateMeta's fingerprint and its full pkix.Name issuer/subject (only CommonName is given).
+
+
+@dataclass
+class StoredCertificate:
+    pem: str
+    org_id: str
+    has_private: bool
+    leaf: Any  # cryptography.x509.Certificate, or None for a bare public key
+
+
+class CertificateStore:
+    """The gateway's certificate manager over its Redis keys, for one emulator."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, StoredCertificate] = {}
+        self.index: dict[str, list[str]] = {}  # "<org>-index"
+        self.lock = threading.Lock()
+
+    def add(self, content: bytes, org_id: str) -> str:
+        """``certificateManager.Add``: returns the id or raises ValueError with the gateway's message."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        key_der: tuple[str, bytes] | None = None
+        public_key: bytes | None = None
+        certs: list[Any] = []
+        for kind, der in _pem_blocks(content):
+            if kind.endswith("PRIVATE KEY"):
+                if key_der is not None:
+                    raise ValueError("Found multiple private keys")
+                key_der = (kind, der)
+            elif kind == "CERTIFICATE":
+                try:
+                    cert = x509.load_der_x509_certificate(der)
+                except ValueError as error:
+                    raise ValueError(f"x509: malformed certificate ({error})") from None
+                if cert.not_valid_after_utc.timestamp() < time.time():
+                    raise ValueError("certificate is expired")
+                certs.append(cert)
+            elif kind == "PUBLIC KEY":
+                public_key = der
+        if not certs and public_key is None:
+            raise ValueError("Failed to decode certificate. It should be PEM encoded.")
+        if certs and public_key is not None:
+            raise ValueError("Public keys can't be combined with certificates")
+        if key_der is not None:
+            if not certs:
+                raise ValueError("tls: failed to find any PEM data in certificate input")
+            kind, der = key_der
+            block = f"-----BEGIN {kind}-----\n{base64.encodebytes(der).decode()}-----END {kind}-----\n"
+            try:
+                key = serialization.load_pem_private_key(block.encode(), password=None)
+            except (ValueError, TypeError):
+                raise ValueError("tls: failed to parse private key") from None
+            der_of = serialization.Encoding.DER
+            spki = serialization.PublicFormat.SubjectPublicKeyInfo
+            if key.public_key().public_bytes(der_of, spki) != certs[0].public_key().public_bytes(
+                der_of, spki
+            ):
+                raise ValueError("tls: private key does not match public key")
+            cert_id = hashlib.sha256(certs[0].public_bytes(der_of)).hexdigest()
+        elif public_key is not None:
+            cert_id = hashlib.sha256(public_key).hexdigest()
+        else:
+            cert_id = hashlib.sha256(certs[0].public_bytes(serialization.Encoding.DER)).hexdigest()
+        cert_id = org_id + cert_id
+        with self.lock:
+            if cert_id in self.by_id:
+                raise ValueError(f"Certificate with {cert_id} id already exists")
+            self.by_id[cert_id] = StoredCertificate(
+                content.decode("utf-8", "replace"), org_id, key_der is not None, certs[0] if certs else None
+            )
+            if org_id:
+                self.index.setdefault(org_id, []).append(cert_id)
+        return cert_id
+
+    def list_ids(self, org_id: str) -> list[str]:
+        with self.lock:
+            if org_id:
+                return list(self.index.get(org_id, []))
+            return list(self.by_id)
+
+    def delete(self, cert_id: str, org_id: str) -> None:
+        with self.lock:
+            if org_id and cert_id in self.index.get(org_id, []):
+                self.index[org_id].remove(cert_id)
+            self.by_id.pop(cert_id, None)
+
+    def meta(self, cert_id: str) -> dict[str, Any] | None:
+        stored = self.by_id.get(cert_id)
+        if stored is None or stored.leaf is None:
+            return None
+        leaf = stored.leaf
+        from cryptography import x509
+
+        try:
+            dns = list(
+                leaf.extensions.get_extension_for_class(
+                    x509.SubjectAlternativeName
+                ).value.get_values_for_type(x509.DNSName)
+            )
+        except x509.ExtensionNotFound:
+            dns = []
+
+        def common_name(name: Any) -> str:
+            values = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            return str(values[0].value) if values else ""
+
+        try:
+            is_ca = bool(leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        except x509.ExtensionNotFound:
+            is_ca = False
+        return {
+            "id": cert_id,
+            "has_private": stored.has_private,
+            "issuer": {"CommonName": common_name(leaf.issuer)},
+            "subject": {"CommonName": common_name(leaf.subject)},
+            "not_before": leaf.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "dns_names": dns or None,
+            "is_ca": is_ca,
+        }
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+
+
+def _pem_blocks(content: bytes) -> list[tuple[str, bytes]]:
+    """Go's pem.Decode loop: text outside blocks is skipped (so a multipart body still works)."""
+    blocks = []
+    for match in _PEM_BLOCK.finditer(content):
+        lines = [line for line in match.group(2).splitlines() if b":" not in line]
+        try:
+            blocks.append((match.group(1).decode(), base64.b64decode(b"".join(lines))))
+        except (ValueError, binascii.Error):
+            continue
+    return blocks
+
+
+def _certs_handler(
+    emulator: GatewayEmulator, method: str, cert_id: str | None, query: dict[str, list[str]], body: bytes
+) -> _Reply:
+    store = emulator.certificates
+    org_id = (query.get("org_id") or [""])[0]
+    if method == "POST":
+        try:
+            added = store.add(body, org_id)
+        except ValueError as error:
+            return _error(403, str(error))
+        emulator._wrote()
+        return _json(200, {"id": added, "status": "ok", "message": "Certificate added"})
+    if method == "GET":
+        if not cert_id:
+            ids = store.list_ids(org_id)
+            if (query.get("mode") or [""])[0] == "detailed":
+                basics = []
+                for one in ids:
+                    meta = store.meta(one) or {"id": one}
+                    basics.append({
+                        "id": one, "issuer_cn": meta.get("issuer", {}).get("CommonName", ""),
+                        "subject_cn": meta.get("subject", {}).get("CommonName", ""),
+                        "dns_names": meta.get("dns_names"), "has_private": meta.get("has_private", False),
+                        "not_before": meta.get("not_before"), "not_after": meta.get("not_after"),
+                        "is_ca": meta.get("is_ca", False),
+                    })  # fmt: skip
+                return _json(200, {"certs": basics})
+            return _json(200, {"certs": ids or None})
+        wanted = cert_id.split(",")
+        metas = [store.meta(one) for one in wanted]
+        if len(wanted) == 1:
+            if metas[0] is None:
+                return _error(404, "Certificate with given SHA256 fingerprint not found")
+            return _json(200, metas[0])
+        return _json(200, metas)
+    if method == "DELETE" and cert_id is not None:
+        if not org_id and len(cert_id) >= 64:
+            org_id = cert_id[:-64]
+        store.delete(cert_id, org_id)
+        emulator._wrote()
+        return _json(200, {"status": "ok", "message": "removed"})
+    return _error(405, "Method not supported")
+
+
+_ROUTE_ID = re.compile(r"^(/tyk/(?:apis|policies|certs))/(?!oas$)[^/]+$")
 
 
 def route_of(method: str, path: str) -> str:

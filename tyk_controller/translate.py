@@ -24,14 +24,24 @@ How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tyk_controller.annotations import (
+    TEMPLATE_ANNOTATION,
+    AnnotationError,
+    Setter,
+    apply_setters,
+    parse_setters,
+)
+from tyk_controller.certs import CertificateError, certificate_from_secret, covers
 from tyk_controller.config import ControllerConfig
+from tyk_controller.templates import deep_merge
 from tyk_gateway.models import DefinitionError, normalize_api
 
 #: ``config_data`` key that records the owning Ingress (``<namespace>/<name>``) in every definition written.
@@ -108,8 +118,8 @@ def ingress_handled(
         return bool(class_name == config.ingress_class)
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
-    if legacy is not None:
-        return bool(legacy == config.ingress_class)
+    if legacy is not None:  # compared case-insensitively, as tyk-k8s did
+        return bool(str(legacy).lower() == config.ingress_class)
     return default_class
 
 
@@ -149,6 +159,12 @@ def gateway_domain(host: str) -> str:
 def listen_path_for(path: str, path_type: str, scheme: str, *, host_has_exact_root: bool = False) -> str:
     """The listen path that makes the gateway's prefix router match like Kubernetes' ``pathType``."""
     if path_type == "Exact":
+        if path == "/":
+            return "/" + EXACT_MATCHER[scheme]
+        # A trailing "/" goes into the variable: a segment wholly inside {...} would not count towards the
+        # gateway's sort key, and the Exact path would lose to shorter ones.
+        if path.endswith("/"):
+            return path[:-1] + EXACT_MATCHER[scheme].replace(":$}", ":/$}")
         return path + EXACT_MATCHER[scheme]
     trimmed = path.rstrip("/")  # Prefix ignores a trailing slash: /foo/ matches /foo
     if not trimmed:
@@ -171,6 +187,18 @@ def listen_path_length(listen_path: str) -> int:
 # --- translation ------------------------------------------------------------------------------------
 
 
+#: Under the template: what an API needs to route like an Ingress (a template or an annotation may change it).
+BASE_DEFINITION: dict[str, Any] = {
+    "active": True,
+    "use_keyless": True,
+    # The backend sees the client's Host header, as behind ingress-nginx or Traefik (the gateway would
+    # otherwise send the Service's in-cluster name).
+    "proxy": {"preserve_host_header": True},
+    "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+}
+DEFAULT_TEMPLATE = "default"
+
+
 def translate_ingress(
     ingress: Mapping[str, Any],
     *,
@@ -179,47 +207,216 @@ def translate_ingress(
     templates: Mapping[str, Mapping[str, Any]],
     config: ControllerConfig,
 ) -> Translation:
-    """Every API definition (and certificate) the Ingress asks for, plus what could not be expressed."""
+    """Every API definition (and certificate) the Ingress asks for, plus what could not be expressed.
+
+    With a fatal problem, ``apis`` and ``certificates`` are empty: the runtime keeps what the gateway has.
+    """
     metadata = ingress.get("metadata") or {}
     namespace = str(metadata.get("namespace") or "default")
     name = str(metadata.get("name") or "")
+    annotations = metadata.get("annotations") or {}
     spec = ingress.get("spec") or {}
     problems: list[Problem] = []
 
+    template = _template(annotations, templates, problems)
+    setters, errors = parse_setters(annotations)
+    problems += [_annotation_problem(error) for error in errors]
     routes = _routes(spec, namespace, services, problems)
+    tls_hosts, certificates = _tls(spec, namespace, tls_secrets, config, routes, problems)
+    if any(problem.fatal for problem in problems):
+        return Translation(problems=problems)
+
     apis: dict[str, dict[str, Any]] = {}
     exact_roots = {route.host for route in routes if route.path_type == "Exact" and route.path == "/"}
     for route in routes:
-        scheme = "http"
-        listen_path = listen_path_for(
-            route.path, route.path_type, scheme, host_has_exact_root=route.host in exact_roots
-        )
-        api_id = api_id_for(namespace, name, route.host, route.path, route.path_type, scheme)
-        definition: dict[str, Any] = {
-            "api_id": api_id,
-            "name": f"{namespace}/{name} {scheme}://{route.host or '*'}{route.path} ({route.path_type})",
-            "slug": api_id,
-            "org_id": config.org_id,
-            "active": True,
-            "use_keyless": True,
-            "protocol": scheme,
-            "listen_port": config.http_port,
-            "domain": gateway_domain(route.host),
-            "proxy": {
-                "listen_path": listen_path,
-                "target_url": f"http://{route.service}.{namespace}.svc:{route.port}",
-                "strip_listen_path": False,
-            },
-            "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
-            "config_data": {OWNER_KEY: f"{namespace}/{name}"},
-        }
-        try:
-            apis[api_id] = normalize_api(definition)
-        except DefinitionError as error:
-            problems.append(
-                Problem(route.field, "InvalidDefinition", f"{error}; this path is not served", fatal=True)
+        schemes: list[tuple[str, int, list[str]]] = [("http", config.http_port, [])]
+        if route.host in tls_hosts:
+            schemes.append(("https", config.https_port, tls_hosts[route.host]))
+        for scheme, port, cert_ids in schemes:
+            api_id = api_id_for(namespace, name, route.host, route.path, route.path_type, scheme)
+            generated: dict[str, Any] = {
+                "api_id": api_id,
+                "name": f"{namespace}/{name} {scheme}://{route.host or '*'}{route.path} ({route.path_type})",
+                "slug": api_id,
+                "org_id": config.org_id,
+                "protocol": scheme,
+                "listen_port": port,
+                "domain": gateway_domain(route.host),
+                "proxy": {
+                    "listen_path": listen_path_for(
+                        route.path, route.path_type, scheme, host_has_exact_root=route.host in exact_roots
+                    ),
+                    "target_url": f"http://{route.service}.{namespace}.svc:{route.port}",
+                    "strip_listen_path": False,
+                },
+            }
+            if cert_ids:
+                generated["certificates"] = list(cert_ids)
+            definition = _build(generated, template, setters, f"{namespace}/{name}", route, problems)
+            if definition is not None:
+                apis[api_id] = definition
+    if any(problem.fatal for problem in problems):
+        return Translation(problems=problems)
+    return Translation(apis=apis, certificates=certificates, problems=problems)
+
+
+def _template(
+    annotations: Mapping[str, str], templates: Mapping[str, Mapping[str, Any]], problems: list[Problem]
+) -> Mapping[str, Any]:
+    chosen = annotations.get(TEMPLATE_ANNOTATION)
+    if chosen is None:
+        return templates.get(DEFAULT_TEMPLATE, {})
+    if chosen not in templates:
+        known = ", ".join(sorted(templates)) or "none"
+        problems.append(
+            Problem(
+                f"metadata.annotations[{TEMPLATE_ANNOTATION}]",
+                "UnknownTemplate",
+                f"template {chosen!r} does not exist (known: {known}); the Ingress's APIs are left as they are",
+                fatal=True,
             )
-    return Translation(apis=apis, certificates={}, problems=problems)
+        )
+        return {}
+    return templates[chosen]
+
+
+def _annotation_problem(error: AnnotationError) -> Problem:
+    return Problem(
+        f"metadata.annotations[{error.annotation}]",
+        "InvalidAnnotation",
+        f"{error}; the Ingress's APIs are left as they are",
+        fatal=True,
+    )
+
+
+def _build(
+    generated: dict[str, Any],
+    template: Mapping[str, Any],
+    setters: list[Setter],
+    owner: str,
+    route: Route,
+    problems: list[Problem],
+) -> dict[str, Any] | None:
+    """Base < template < generated < annotations; then the ownership marker; validated like ``TykApi``.
+
+    One validation per API; only when it fails is the definition validated again without the annotations, to
+    tell a template's fault from an annotation's.
+    """
+    merged = deep_merge(deep_merge(BASE_DEFINITION, template), generated)
+    definition = copy.deepcopy(merged)
+    setter_errors = apply_setters(definition, setters)
+    if setter_errors:
+        problems += [_annotation_problem(setter_error) for setter_error in setter_errors]
+        return None
+    config_data = definition.get("config_data")
+    definition["config_data"] = {
+        **(config_data if isinstance(config_data, Mapping) else {}),
+        OWNER_KEY: owner,
+    }
+    try:
+        return normalize_api(definition)
+    except DefinitionError as error:
+        failure = error
+    try:
+        normalize_api(merged)
+    except DefinitionError as error:
+        problems.append(
+            Problem(
+                route.field, "InvalidDefinition", f"{error}; the Ingress's APIs are left as they are", True
+            )
+        )
+        return None
+    for line in failure.problems:
+        field_path = line.split(":", 1)[0].removeprefix("definition.")
+        culprits = [
+            s.annotation
+            for s in setters
+            if field_path == ".".join(s.path)
+            or field_path.startswith(".".join(s.path) + ".")
+            or ".".join(s.path).startswith(field_path + ".")
+        ] or [s.annotation for s in setters]
+        problems.append(
+            Problem(
+                f"metadata.annotations[{culprits[0]}]",
+                "InvalidAnnotation",
+                f"{line} (set by {', '.join(culprits)}); the Ingress's APIs are left as they are",
+                fatal=True,
+            )
+        )
+    return None
+
+
+def _tls(
+    spec: Mapping[str, Any],
+    namespace: str,
+    tls_secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    config: ControllerConfig,
+    routes: list[Route],
+    problems: list[Problem],
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Rule host -> certificate ids for its HTTPS APIs, and the certificates (id -> PEM) to push."""
+    hosts: dict[str, list[str]] = {}
+    certificates: dict[str, str] = {}
+    rule_hosts = {route.host for route in routes}
+    for index, entry in enumerate(spec.get("tls") or []):
+        where = f"spec.tls[{index}]"
+        secret_name = entry.get("secretName")
+        if not secret_name:
+            problems.append(
+                Problem(
+                    f"{where}.secretName",
+                    "TLSSecret",
+                    "no secretName: the gateway has no default certificate, so these hosts get no HTTPS API",
+                )
+            )
+            continue
+        secret = tls_secrets.get((namespace, secret_name))
+        if secret is None:
+            problems.append(
+                Problem(
+                    f"{where}.secretName",
+                    "TLSSecret",
+                    f"Secret {namespace}/{secret_name} not found; the Ingress's APIs are left as they are",
+                    fatal=True,
+                )
+            )
+            continue
+        try:
+            certificate = certificate_from_secret(secret, config.org_id)
+        except CertificateError as error:
+            problems.append(
+                Problem(
+                    f"{where}.secretName",
+                    "TLSSecret",
+                    f"Secret {namespace}/{secret_name}: {error}; the Ingress's APIs are left as they are",
+                    fatal=True,
+                )
+            )
+            continue
+        certificates[certificate.cert_id] = certificate.pem
+        for host in entry.get("hosts") or [""]:
+            if host not in rule_hosts:
+                problems.append(
+                    Problem(
+                        f"{where}.hosts",
+                        "TLSHostWithoutRule",
+                        f"TLS host {host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
+                    )
+                )
+                continue
+            if host and not covers(certificate.dns_names, host):
+                problems.append(
+                    Problem(
+                        f"{where}.hosts",
+                        "TLSHostMismatch",
+                        f"certificate of Secret {namespace}/{secret_name} ({', '.join(certificate.dns_names)}) "
+                        f"does not cover {host!r}; clients will reject it",
+                    )
+                )
+            ids = hosts.setdefault(host, [])
+            if certificate.cert_id not in ids:
+                ids.append(certificate.cert_id)
+    return hosts, certificates
 
 
 def _routes(
@@ -232,7 +429,8 @@ def _routes(
     seen: dict[tuple[str, str, str], str] = {}
 
     def add(host: str, path: str, path_type: str, backend: Any, where: str) -> None:
-        target = _backend(backend, namespace, services, where, problems)
+        backend_where = where if where == "spec.defaultBackend" else f"{where}.backend"
+        target = _backend(backend, namespace, services, backend_where, problems)
         if target is None:
             return
         key = (host, (path.rstrip("/") or "/") if path_type == "Prefix" else path, path_type)
@@ -283,7 +481,38 @@ def _routes(
 
     default = spec.get("defaultBackend")
     if default:
-        add("", "/", "Prefix", default, "spec.defaultBackend")
+        # Kubernetes sends a request whose host has rules but no matching path to the default backend, not to
+        # the host-less rules: so each rule host gets its own catch-all, unless it routes "/" itself.
+        hosts = {route.host for route in routes}
+        for host in sorted(hosts | {""}):
+            if (host, "/", "Prefix") not in seen:
+                add(host, "/", "Prefix", default, "spec.defaultBackend")
+    elif "" in {route.host for route in routes}:
+        bare = sorted(
+            {r.host for r in routes if r.host}
+            - {r.host for r in routes if r.path_type == "Prefix" and r.path == "/"}
+        )
+        if bare:
+            problems.append(
+                Problem(
+                    "spec.rules",
+                    "HostFallthrough",
+                    f"requests to {', '.join(bare)} that match none of that host's paths are served by the "
+                    "rules without host (Kubernetes would answer 404); add a '/' path or a defaultBackend",
+                )
+            )
+    exact_hosts = {route.host for route in routes if route.host and not route.host.startswith("*.")}
+    for host in sorted({route.host for route in routes if route.host.startswith("*.")}):
+        shadowed = sorted(h for h in exact_hosts if h.split(".", 1)[1] == host[2:])
+        if shadowed:
+            problems.append(
+                Problem(
+                    "spec.rules",
+                    "HostPrecedence",
+                    f"hosts {', '.join(shadowed)} also match {host}: the gateway picks the longest matching "
+                    "path across both rules, not the exact host's rule first",
+                )
+            )
     return routes
 
 
@@ -300,7 +529,7 @@ def _backend(
         kind = (backend["resource"] or {}).get("kind", "?")
         problems.append(
             Problem(
-                f"{where}.backend.resource",
+                f"{where}.resource",
                 "UnsupportedBackend",
                 f"resource backend ({kind}) can't be expressed as a gateway API; this path is not served",
             )
@@ -316,7 +545,7 @@ def _backend(
     if found is None:
         problems.append(
             Problem(
-                f"{where}.backend.service",
+                f"{where}.service",
                 "ServiceNotFound",
                 f"Service {namespace}/{service_name} not found, so port {port_name!r} can't be resolved; "
                 "this path is not served until the Service exists",
@@ -328,9 +557,79 @@ def _backend(
             return service_name, int(service_port["port"])
     problems.append(
         Problem(
-            f"{where}.backend.service.port.name",
+            f"{where}.service.port.name",
             "ServicePortNotFound",
             f"Service {namespace}/{service_name} has no port named {port_name!r}; this path is not served",
         )
     )
     return None
+
+
+# --- across Ingresses ---------------------------------------------------------------------------------
+
+
+def route_key(definition: Mapping[str, Any]) -> str:
+    """The gateway's listen-path collision key (``countApisByListenHash``): domain + listen path, no port."""
+    domain = "" if definition.get("domain_disabled") else str(definition.get("domain") or "")
+    return domain + str((definition.get("proxy") or {}).get("listen_path") or "")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    apis: dict[str, dict[str, Any]]  # api_id -> definition, every Ingress's APIs that can be served together
+    problems: dict[tuple[str, str], list[Problem]]  # (namespace, name) -> what was left out, and why
+
+
+def resolve_conflicts(
+    apis_by_ingress: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+    *,
+    order: list[tuple[str, str]],
+    foreign: Iterable[Mapping[str, Any]] = (),
+) -> Resolution:
+    """Combine the translations of several Ingresses into one API set the gateway serves as intended.
+
+    The gateway renames *every* API sharing a domain + listen path (they all stop answering on it), so two
+    Ingresses routing the same host and path, or an Ingress and an API the controller doesn't own
+    (``foreign``: ``TykApi`` resources, hand-made APIs), can't both be written. The Ingress first in ``order``
+    (the runtime passes oldest ``creationTimestamp`` first, as ingress-nginx decides) keeps the route; the
+    others lose that API and get a ``PathConflict`` problem. Foreign APIs always win: they are never touched.
+    Also, ``Prefix /`` of one Ingress and ``Exact /`` of another on the same host would tie in the gateway's
+    sort; the Prefix one is rewritten to leave ``/`` to the Exact one.
+    """
+    rank = {owner: index for index, owner in enumerate(order)}
+    owners = sorted(apis_by_ingress, key=lambda owner: (rank.get(owner, len(rank)), owner))
+    claimed: dict[str, str] = {
+        route_key(api): f"API {api.get('api_id')!r} (not managed by this controller)" for api in foreign
+    }
+    result: dict[str, dict[str, Any]] = {}
+    problems: dict[tuple[str, str], list[Problem]] = {}
+    for owner in owners:
+        for api_id, api in apis_by_ingress[owner].items():
+            key = route_key(api)
+            holder = claimed.get(key)
+            if holder is not None:
+                listen_path = (api.get("proxy") or {}).get("listen_path")
+                problems.setdefault(owner, []).append(
+                    Problem(
+                        "spec.rules",
+                        "PathConflict",
+                        f"{api.get('name', api_id)}: host {api.get('domain') or '*'!r} with listen path "
+                        f"{listen_path!r} is already served by {holder}; this route is not written",
+                    )
+                )
+                continue
+            claimed[key] = f"Ingress {owner[0]}/{owner[1]}"
+            result[api_id] = dict(api)
+    exact_roots = {
+        (api.get("domain") or "", api.get("protocol"))
+        for api in result.values()
+        if (api.get("proxy") or {}).get("listen_path") in {"/" + m for m in EXACT_MATCHER.values()}
+    }
+    for api in result.values():
+        scheme = str(api.get("protocol") or "http")
+        proxy = api.get("proxy") or {}
+        if (api.get("domain") or "", scheme) in exact_roots and proxy.get("listen_path") == ROOT_PREFIX.get(
+            scheme
+        ):
+            api["proxy"] = {**proxy, "listen_path": ROOT_BUT_EXACT[scheme]}
+    return Resolution(result, problems)

@@ -68,6 +68,7 @@ def test_simple_prefix_rule() -> None:
         "listen_path": "/cart{http:/|$}",
         "target_url": "http://cart.shop.svc:80",
         "strip_listen_path": False,
+        "preserve_host_header": True,
     }
     assert api["protocol"] == "http"
     assert api["listen_port"] == 8080
@@ -122,3 +123,129 @@ def test_listen_path_lengths_give_kubernetes_precedence() -> None:
         root = listen_path_length(listen_path_for("/", "Prefix", scheme))
         assert exact > prefix > root
         assert longer > prefix
+
+
+SERVICES = {
+    ("shop", "cart"): {"spec": {"ports": [{"name": "http", "port": 8080}, {"name": "admin", "port": 9000}]}}
+}
+
+
+def rule(host: str | None, *paths: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    items = [{"path": p, "pathType": t, "backend": b} for p, t, b in paths]
+    return {"host": host, "http": {"paths": items}} if host else {"http": {"paths": items}}
+
+
+def test_named_ports_resolve_through_the_service() -> None:
+    result = translate(
+        ingress({"rules": [rule("a.com", ("/", "Prefix", backend("cart", "admin")))]}), services=SERVICES
+    )
+    [api] = result.apis.values()
+    assert api["proxy"]["target_url"] == "http://cart.shop.svc:9000"
+
+
+@pytest.mark.parametrize(
+    ("service", "port", "reason", "field"),
+    [
+        ("cart", "grpc", "ServicePortNotFound", "spec.rules[0].http.paths[0].backend.service.port.name"),
+        ("gone", "http", "ServiceNotFound", "spec.rules[0].http.paths[0].backend.service"),
+    ],
+)
+def test_unresolvable_named_ports_are_reported(service: str, port: str, reason: str, field: str) -> None:
+    result = translate(
+        ingress(
+            {
+                "rules": [
+                    rule(
+                        "a.com",
+                        ("/x", "Prefix", backend(service, port)),
+                        ("/y", "Prefix", backend("cart", 80)),
+                    )
+                ]
+            }
+        ),
+        services=SERVICES,
+    )
+    assert [(p.reason, p.field, p.fatal) for p in result.problems] == [(reason, field, False)]
+    assert [a["proxy"]["target_url"] for a in result.apis.values()] == ["http://cart.shop.svc:80"]
+
+
+@pytest.mark.parametrize("path", ["/a{b}", "/with space", "relative"])
+def test_paths_the_gateway_would_misread_are_reported(path: str) -> None:
+    result = translate(ingress({"rules": [rule(None, (path, "ImplementationSpecific", backend("web", 80)))]}))
+    assert result.apis == {} and [p.reason for p in result.problems] == ["UnsupportedPath"]
+    assert path in result.problems[0].message
+
+
+def test_duplicate_paths_keep_the_first_and_say_so() -> None:
+    result = translate(
+        ingress(
+            {
+                "rules": [
+                    rule("a.com", ("/x/", "Prefix", backend("one", 80)), ("/x", "Prefix", backend("two", 80)))
+                ]
+            }
+        )
+    )
+    assert [a["proxy"]["target_url"] for a in result.apis.values()] == ["http://one.shop.svc:80"]
+    assert [p.reason for p in result.problems] == ["DuplicatePath"]
+
+
+def test_default_backend_catches_what_each_host_does_not_route() -> None:
+    obj = ingress(
+        {
+            "defaultBackend": backend("fallback", 80),
+            "rules": [rule("a.com", ("/x", "Prefix", backend("x", 80)))],
+        }
+    )
+    result = translate(obj)
+    assert result.problems == []
+    routes = sorted(
+        (a["domain"], a["proxy"]["listen_path"], a["proxy"]["target_url"]) for a in result.apis.values()
+    )
+    assert routes == [
+        ("", "/", "http://fallback.shop.svc:80"),
+        ("a.com", "/", "http://fallback.shop.svc:80"),
+        ("a.com", "/x{http:/|$}", "http://x.shop.svc:80"),
+    ]
+
+
+def test_host_fallthrough_and_host_precedence_are_reported() -> None:
+    fallthrough = translate(
+        ingress(
+            {
+                "rules": [
+                    rule("a.com", ("/x", "Prefix", backend("x", 80))),
+                    rule(None, ("/y", "Prefix", backend("y", 80))),
+                ]
+            }
+        )
+    )
+    assert [p.reason for p in fallthrough.problems] == [
+        "HostFallthrough"
+    ] and "a.com" in fallthrough.problems[0].message
+    overlap = translate(
+        ingress(
+            {
+                "rules": [
+                    rule("a.w.com", ("/", "Prefix", backend("a", 80))),
+                    rule("*.w.com", ("/", "Prefix", backend("w", 80))),
+                ]
+            }
+        )
+    )
+    assert [p.reason for p in overlap.problems] == ["HostPrecedence"] and not overlap.fatal
+    assert len(overlap.apis) == 2
+
+
+def test_exact_and_prefix_root_on_one_host() -> None:
+    result = translate(
+        ingress(
+            {
+                "rules": [
+                    rule("a.com", ("/", "Exact", backend("home", 80)), ("/", "Prefix", backend("rest", 80)))
+                ]
+            }
+        )
+    )
+    paths = sorted(a["proxy"]["listen_path"] for a in result.apis.values())
+    assert paths == ["/{http:.+}", "/{http_exact:$}"]
