@@ -13,6 +13,8 @@ import pulumi_random as random
 
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
+from components.controller_image import ControllerImage, ControllerImageArgs
+from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
 from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
@@ -67,6 +69,18 @@ def main() -> None:
         RedisArgs(namespace=namespace_name, settings=settings.redis, password=redis_password, labels=labels),
         opts=in_cluster,
     )
+    # With the controller on, the gateways are the entry point of Tyk-class Ingresses (a LoadBalancer on 80/443).
+    entry_point = (
+        GatewayEntryPoint(
+            "gateway-entry",
+            GatewayEntryPointArgs(
+                namespace=namespace_name, settings=settings.controller.entry_point, labels=labels
+            ),
+            opts=in_cluster,
+        )
+        if settings.controller.enabled
+        else None
+    )
     gateway = TykGateway(
         "gateway",
         TykGatewayArgs(
@@ -77,14 +91,29 @@ def main() -> None:
             redis_password_secret_name=redis.password_secret_name,
             redis_password_secret_key=redis.password_secret_key,
             claim_names=storage.claim_names,
-            wait_for=[*storage.claims.values(), *redis.resources],
+            wait_for=[
+                *storage.claims.values(),
+                *redis.resources,
+                *([entry_point.certificate_secret] if entry_point else []),
+            ],
             labels=labels,
-            sharding_tags=IngressController.gateway_tags(settings.controller),
+            extra_env=entry_point.gateway_env if entry_point else [],
+            extra_volumes=entry_point.gateway_volumes if entry_point else [],
+            extra_volume_mounts=entry_point.gateway_volume_mounts if entry_point else [],
         ),
         opts=in_cluster,
     )
 
-    if settings.controller.enabled:
+    if settings.controller.enabled and entry_point is not None:
+        image = ControllerImage(
+            "controller-image",
+            ControllerImageArgs(
+                settings=settings.controller.image,
+                resource_group_name=cluster.resource_group_name,
+                location=cluster.location,
+                kubelet_object_id=cluster.kubelet_object_id,
+            ),
+        )
         controller = IngressController(
             "ingress-controller",
             IngressControllerArgs(
@@ -92,10 +121,19 @@ def main() -> None:
                 settings=settings.controller,
                 gateway_control_url=gateway.control_api_url,
                 api_secret_name=gateway.api_secret_name,
+                image=image.reference,
+                publish_service=entry_point.publish_service,
                 labels=labels,
+                wait_for=image.pull_access,
+                gateway_image_tag=settings.gateway.image_tag,
+                redis_addrs=redis.addrs,
+                redis_password_secret_name=redis.password_secret_name,
+                redis_password_secret_key=redis.password_secret_key,
             ),
-            opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway]),
+            opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway, entry_point.service]),
         )
+        pulumi.export("controller_image", image.reference)
+        pulumi.export("ingress_class", controller.ingress_class_name)
         if settings.controller.webhook.enabled:
             # Renewal is a `pulumi up` in the certificate's last quarter; alert on this export before it lapses.
             pulumi.export("webhook_certificate_expires_at", controller.webhook_cert_expires_at)

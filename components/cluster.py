@@ -64,6 +64,14 @@ def system_pool(aks: AksSettings) -> containerservice.ManagedClusterAgentPoolPro
     )
 
 
+def _kubelet_object_id(profile: Any) -> str:
+    """The kubelet identity's object id from the cluster's `identityProfile` (the identity that pulls images)."""
+    object_id = (profile or {})["kubeletidentity"].object_id
+    if not object_id:
+        raise ValueError("the AKS cluster reports no kubelet identity object id")
+    return str(object_id)
+
+
 class KubernetesCluster(pulumi.ComponentResource):
     """The target cluster (existing, or a new AKS cluster) and the Kubernetes provider for it."""
 
@@ -75,6 +83,10 @@ class KubernetesCluster(pulumi.ComponentResource):
     """The AKS cluster's name; None in `existing` mode."""
     resource_group_name: pulumi.Output[str] | None
     """The AKS resource group's name; None in `existing` mode."""
+    location: pulumi.Output[str] | None
+    """The AKS resource group's region; None in `existing` mode."""
+    kubelet_object_id: pulumi.Output[str] | None
+    """Object id of the AKS kubelet identity (what pulls images, e.g. granted AcrPull); None in `existing` mode."""
 
     def __init__(
         self, name: str, args: KubernetesClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -84,6 +96,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.kubeconfig = None
         self.cluster_name = None
         self.resource_group_name = None
+        self.location = None
+        self.kubelet_object_id = None
 
         if settings.mode == "aks":
             aks = settings.aks or AksSettings()
@@ -140,6 +154,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         )
         self.cluster_name = cluster.name
         self.resource_group_name = group.name
+        self.location = group.location
+        self.kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,

@@ -1,41 +1,35 @@
-"""The tyk-k8s controller: turns Ingresses of class `tyk` into gateway API definitions, serves the injector webhook.
+"""The project's ingress controller (`python -m tyk_controller`) deployed next to the gateways.
 
-Everything below was read in TykTechnologies/tyk-k8s (archived; last tag v0.9.0), not taken from docs:
+What the component declares, and why each piece looks the way it does:
 
-- Config (`cmd/root.go`): viper, file from `--config <path>` (else `tyk-k8s.<ext>` in `.`, `$HOME`,
-  `/etc/tyk-k8s`). Sections are decoded by mapstructure, which matches *Go field names* case-insensitively and
-  ignores the structs' `yaml` tags: `Tyk.isGateway` works, `is_gateway` is silently dropped. Environment
-  variables `TK8S_<SECTION>_<KEY>` override keys present in the file, which is how the API secret arrives
-  (`TK8S_TYK_SECRET` from the gateway's Secret) while the ConfigMap holds a placeholder.
-- `Tyk` (`tyk/tyk.go`): `url`, `secret`, `org`, `templates`, `isGateway` (true: the Gateway's /tyk/ API instead
-  of a Dashboard's). With `templates` set, every `*.json` in the folder is parsed as Go text/template and the
-  built-in templates are no longer used: the folder must define `default` (Ingresses without the template
-  annotation use it); an empty folder makes the controller panic at start.
-- `Ingress` (`ingress/ingress.go`): `watchNamespaces` (empty: all). Informers on Ingresses (list/watch) and
-  Pods (list/watch; pod deletions clean mesh routes), `get` on the Secrets named in an Ingress's `tls`. Only
-  Ingresses annotated `kubernetes.io/ingress.class: tyk` (fixed in the code) are handled; their API
-  definitions carry the tag `ingress` (fixed too), which the gateways shard on (see `gateway_tags`).
-- `Server` (`webserver/server.go`): `addr`, `certFile`, `keyFile`; the webhook is `POST /inject`. The web
-  server starts only after the Ingress informer has synced and has no health endpoint, so the probes are TCP.
-
-Caveat kept visible: the controller lists Ingresses as `networking.k8s.io/v1beta1` (extensions/v1beta1 before
-Kubernetes 1.14). The API server stopped serving that version in Kubernetes 1.22, so on current clusters the
-informer never syncs, the web server never starts and the pod never becomes ready. The image stays configurable
-(`controller.image`/`tag`) for a build that lists `networking.k8s.io/v1`.
+- RBAC from `tyk_controller.rbac`, the rules the runtime's tests prove it needs and nothing more:
+  `WATCHED_NAMESPACE_RULES` as a Role in each `watchNamespaces` entry (Ingresses, their Services and TLS
+  Secrets, Events), or in a ClusterRole only when every namespace is watched; `OWN_NAMESPACE_RULES` as a Role
+  in the controller's namespace (leader Lease, the publish Service, Events); `CLUSTER_RULES` (IngressClasses)
+  in a ClusterRole. Secrets are therefore readable only where Ingresses are watched.
+- The config file is `ControllerConfig(...).model_dump_json(by_alias=True)`: the same model the controller
+  validates at start, so a field the controller doesn't know fails here, at preview. No secret in it: the
+  gateway's admin secret arrives as `TYK_CONTROLLER_GATEWAY_SECRET` from the gateway's own Secret.
+- The templates ConfigMap holds `ingress_templates/` (partial API definitions), validated at plan time.
+- The Deployment passes the restricted Pod Security Standard (non-root, read-only root filesystem, no
+  capabilities, RuntimeDefault seccomp), gets its identity from the downward API (`POD_NAME`/`POD_NAMESPACE`
+  for the leader Lease and Events), and is probed on the controller's health port: readiness `/readyz` (a
+  leader or standby that reaches Kubernetes and the gateway), liveness `/healthz`. Config and templates are
+  read once at start, so their hashes are pod annotations: a change rolls the pods.
+- With more than one replica: leader election (one writer), spread over nodes, a PodDisruptionBudget.
+- The IngressClass the controller serves (`spec.controller` = `ControllerConfig.controller_name`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
 from components.settings import ControllerSettings, Resources
 from components.webhook import (
@@ -43,17 +37,36 @@ from components.webhook import (
     SidecarInjectorWebhookArgs,
     WebhookCertificates,
     WebhookCertificatesArgs,
+    mesh_config,
     object_name,
 )
+from tyk_controller import rbac
+from tyk_controller.config import (
+    CONFIG_ENV_VAR,
+    POD_NAME_ENV_VAR,
+    POD_NAMESPACE_ENV_VAR,
+    SECRET_ENV_VAR,
+    ControllerConfig,
+    LeaderElection,
+    WebhookServer,
+)
+from tyk_controller.mesh.config import REDIS_PASSWORD_ENV
+from tyk_controller.mesh.config import cluster_role_rules as mesh_cluster_role_rules
 
-NAME = "tyk-k8s"
+NAME = "tyk-controller"
 SERVICE_ACCOUNT_NAME = NAME
 DEPLOYMENT_NAME = NAME
 CONFIG_MAP_NAME = f"{NAME}-config"
 TEMPLATES_CONFIG_MAP_NAME = f"{NAME}-templates"
-CLUSTER_ROLE_PREFIX = f"{NAME}-controller-"
+OWN_ROLE_NAME = NAME
+WATCH_ROLE_NAME = f"{NAME}-watch"
+"""Role name in each watched namespace (distinct from OWN_ROLE_NAME: the own namespace may be watched too)."""
+CLUSTER_ROLE_PREFIX = f"{NAME}-"
 """ClusterRole/ClusterRoleBinding names end with the controller's namespace (cluster-scoped, must not collide)."""
-ROLE_NAME = f"{NAME}-controller"
+PDB_NAME = NAME
+CONTROLLER_NAME = ControllerConfig.model_fields["controller_name"].default
+"""`spec.controller` of the IngressClass: the name the controller recognises its classes by."""
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
 LABELS = {
     "app.kubernetes.io/name": NAME,
@@ -63,119 +76,108 @@ LABELS = {
 }
 SELECTOR = {key: LABELS[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/component")}
 
-INGRESS_TAGS: tuple[str, ...] = ("ingress",)
-"""Tags of the API definitions the controller creates (ingress.go: `tags := []string{"ingress"}`)."""
-INGRESS_CLASS = "tyk"
-INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-TEMPLATE_ANNOTATION = "template.service.tyk.io"
-DEFAULT_TEMPLATE = "default"
-
-CONFIG_DIR = "/etc/tyk-k8s/config"
-CONFIG_FILE = "tyk-k8s.yaml"
-TEMPLATES_DIR = "/etc/tyk-k8s/templates"
-CERTS_DIR = "/etc/tyk-k8s/certs"
-SERVER_PORT = 8443
-"""Unprivileged, so the non-root container can bind it; the webhook Service maps 443 to it."""
-PORT_NAME = "webhook"
-
+CONFIG_DIR = "/etc/tyk-controller/config"
+CONFIG_FILE = "config.json"
+TEMPLATES_DIR = ControllerConfig.model_fields["templates_dir"].default
+WEBHOOK_CERTS_DIR = str(Path(WebhookServer().cert_file).parent)
+HEALTH_PORT = ControllerConfig.model_fields["health_port"].default
+HEALTH_PORT_NAME = "health"
+WEBHOOK_PORT_NAME = "webhook"
 API_SECRET_KEY = "APISecret"
-SECRET_ENV = "TK8S_TYK_SECRET"
-SECRET_PLACEHOLDER = f"from-environment-{SECRET_ENV}"
-"""The key must exist in the file for viper to apply the environment override (cmd/root.go)."""
 RUN_AS = 65532
+"""The image's numeric non-root user (Dockerfile `USER`); runAsNonRoot can only verify a numeric user."""
 
-PROJECT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "controller_templates"
+PROJECT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "ingress_templates"
+TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")
 _CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_DEFINE = re.compile(r"""\{\{-?\s*define\s+"([^"]+)"\s*-?\}\}""")
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
-    "requests": {"cpu": "50m", "memory": "64Mi"},
-    "limits": {"memory": "128Mi"},
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"memory": "256Mi"},
 }
 
 
 # --- pure helpers (tested directly) --------------------------------------------------------------------------
 
 
-def load_templates(directory: Path) -> dict[str, str]:
-    """Every file of the templates folder, by file name: the data of the templates ConfigMap.
+def template_files(directory: Path) -> dict[str, str]:
+    """The templates ConfigMap's data: every template file of `directory` by file name, validated.
 
-    Raises ValueError for what the controller would get wrong silently or fatally: a file not named `*.json`
-    (its glob skips it), a name that can't be a ConfigMap key, a template name defined twice (the later one
-    wins), no files at all (it panics) or no `default` template (every Ingress without the template
-    annotation fails).
+    Raises ValueError naming the file for a name that can't be a ConfigMap key or a file the controller would
+    not read, and for a template the controller's own loader refuses (`tyk_controller.templates`).
     """
-    files = sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
-    if not files:
-        raise ValueError(
-            f"{directory}: no template files (the controller panics on an empty templates folder)"
-        )
-    templates: dict[str, str] = {}
-    defined: dict[str, str] = {}
-    for path in files:
-        if not path.name.endswith(".json") or not _CONFIG_MAP_KEY.match(path.name):
+    if not directory.is_dir():
+        return {}
+    files: dict[str, str] = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix not in TEMPLATE_SUFFIXES or not _CONFIG_MAP_KEY.match(path.name):
             raise ValueError(
-                f"{path}: template files must be named <name>.json (the controller loads *.json)"
+                f"{path.name}: template files must be named <name>.yaml, .yml or .json (letters, digits, -._)"
             )
-        text = path.read_text(encoding="utf-8")
-        for template in _DEFINE.findall(text):
-            if template in defined:
-                raise ValueError(f"{path}: template {template!r} is already defined in {defined[template]}")
-            defined[template] = path.name
-        templates[path.name] = text
-    if DEFAULT_TEMPLATE not in defined:
-        raise ValueError(
-            f"{directory}: no template defines {DEFAULT_TEMPLATE!r}; with a templates folder the controller "
-            "uses it for every Ingress without the template annotation"
-        )
-    return templates
+        files[path.name] = path.read_text(encoding="utf-8")
+    _validate_with_controller(directory, files)
+    return files
 
 
-def template_names(templates: Mapping[str, str]) -> list[str]:
-    """Names usable in the `template.service.tyk.io` annotation (`{{ define "<name>" }}` in the files)."""
-    return [name for text in templates.values() for name in _DEFINE.findall(text)]
+def _validate_with_controller(directory: Path, files: Mapping[str, str]) -> None:
+    """Run the controller's own template loader, when the package has it, on the exact folder shipped."""
+    try:
+        from tyk_controller.templates import load_templates
+    except ImportError:  # the loader arrives with the translation module
+        return
+    if files:
+        load_templates(directory)
 
 
 def controller_config(
-    *, gateway_control_url: str, org_id: str, watch_namespaces: Sequence[str], webhook: bool
-) -> dict[str, Any]:
-    """The controller's config file. No secret: `Tyk.secret` is a placeholder replaced from the environment."""
-    server: dict[str, Any] = {"addr": f":{SERVER_PORT}"}
-    if webhook:
-        server["certFile"] = f"{CERTS_DIR}/tls.crt"
-        server["keyFile"] = f"{CERTS_DIR}/tls.key"
-    return {
-        "Server": server,
-        "Tyk": {
-            "url": gateway_control_url,
-            "secret": SECRET_PLACEHOLDER,
-            "org": org_id,
-            "templates": TEMPLATES_DIR,
-            "isGateway": True,
-        },
-        "Ingress": {"watchNamespaces": list(watch_namespaces)},
-        # No sidecar: the upstream sidecar image loads its APIs from a Tyk Dashboard, which Gateway OSS lacks.
-        # createRoutes off as in the Tyk charts' OSS (headless) flavour; mesh TLS needs CFSSL and MongoDB.
-        "Injector": {"createRoutes": False, "enableMeshTLS": False, "containers": [], "initContainers": []},
-    }
-
-
-def render_config(config: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
-
-
-def controller_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    """Exactly what the controller's client calls (ingress/ingress.go); nothing else."""
-    return [
-        # Shared informer (list + watch) on networking.k8s.io Ingresses; the extensions group is only used by
-        # the controller on Kubernetes < 1.14.
-        k8s.rbac.v1.PolicyRuleArgs(
-            api_groups=["networking.k8s.io"], resources=["ingresses"], verbs=["list", "watch"]
+    settings: ControllerSettings,
+    *,
+    gateway_url: str,
+    publish_service: str | None,
+    webhook: bool,
+    gateway_image_tag: str = "",
+    redis_addrs: Iterable[str] = (),
+) -> ControllerConfig:
+    """The controller's config file as the controller's own model (validated here, at plan time)."""
+    return ControllerConfig(
+        gateway_url=gateway_url,
+        org_id=settings.org_id,
+        ingress_class=settings.ingress_class,
+        controller_name=CONTROLLER_NAME,
+        watch_namespaces=list(settings.watch_namespaces),
+        templates_dir=TEMPLATES_DIR,
+        publish_service=publish_service,
+        resync_seconds=settings.resync_seconds,
+        leader_election=LeaderElection(enabled=settings.leader_election, lease_name=NAME),
+        health_port=HEALTH_PORT,
+        webhook=WebhookServer() if webhook else None,
+        # The mesh (sidecars, egress routes) comes with the webhook: docs/mesh.md.
+        mesh=(
+            mesh_config(
+                settings.webhook,
+                gateway_image_tag=gateway_image_tag,
+                redis_addrs=list(redis_addrs),
+                org_id=settings.org_id,
+            )
+            if webhook
+            else None
         ),
-        # Pod informer (deletions of injected pods) and the pod list in handlePodDeleteForMesh.
-        k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["list", "watch"]),
-        # handleTLS reads each Secret named in an Ingress's spec.tls to push it to the gateway.
-        k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["secrets"], verbs=["get"]),
+    )
+
+
+def render_config(config: ControllerConfig) -> str:
+    return config.model_dump_json(by_alias=True, indent=2)
+
+
+def policy_rules(rules: Iterable[rbac.Rule]) -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """Kubernetes PolicyRules, one per `tyk_controller.rbac.Rule`, nothing added."""
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=list(rule.api_groups), resources=list(rule.resources), verbs=list(rule.verbs)
+        )
+        for rule in rules
     ]
 
 
@@ -190,9 +192,13 @@ def container_resources(resources: Resources | None) -> dict[str, dict[str, str]
     return result
 
 
-def _sha256(text: str | None) -> str:
+def checksum(text: str | None) -> str:
     # None only under mocks that give pulumi-tls no outputs (the engine always returns the PEM).
     return hashlib.sha256((text or "").encode()).hexdigest()
+
+
+def templates_checksum(files: Mapping[str, str]) -> str:
+    return checksum("".join(f"{name}\n{text}\n" for name, text in sorted(files.items())))
 
 
 # --- component -----------------------------------------------------------------------------------------------
@@ -206,36 +212,38 @@ class IngressControllerArgs:
     """The gateway's control API (/tyk/*), e.g. http://gateway-control-svc-tyk-gateway.tyk.svc:9696."""
     api_secret_name: pulumi.Input[str]
     """Secret in `namespace` whose key `APISecret` is the gateway's admin secret."""
+    image: pulumi.Input[str]
+    """The controller image by digest (`<repository>@sha256:...`)."""
+    publish_service: pulumi.Input[str] | None = None
+    """`<namespace>/<name>` of the gateways' entry Service, whose address the Ingresses report."""
     templates_dir: Path = PROJECT_TEMPLATES_DIR
     labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels for every object (the selector labels are fixed)."""
+    wait_for: list[pulumi.Resource] = field(default_factory=list)
+    """What the pods need first (e.g. the registry pull permission)."""
+    gateway_image_tag: str = ""
+    """The gateways' image tag: the mesh sidecars run the same gateway version."""
+    redis_addrs: list[str] = field(default_factory=list)
+    """The gateways' Redis (`host:port`), which the mesh sidecars share."""
+    redis_password_secret_name: pulumi.Input[str] | None = None
+    redis_password_secret_key: str = "redis-password"
+    """The Secret (in `namespace`) and key of the Redis password, copied by the mesh into meshed namespaces."""
 
 
 class IngressController(pulumi.ComponentResource):
-    """ServiceAccount, RBAC, config and templates ConfigMaps, the Deployment and, if enabled, the webhook.
-
-    With `settings.enabled` false the component declares nothing and its outputs are None.
-    """
+    """ServiceAccount, RBAC, config and templates ConfigMaps, the Deployment, its PDB, the IngressClass and,
+    if enabled, the mesh webhook. With `settings.enabled` false the component declares nothing."""
 
     deployment_name: pulumi.Output[str | None]
     """Name of the controller's Deployment (None when disabled)."""
+    ingress_class_name: pulumi.Output[str | None]
+    """The IngressClass the controller serves (None when disabled)."""
     webhook_service_host: pulumi.Output[str | None]
-    """`<service>.<namespace>.svc` the API server calls for injection (None without the webhook)."""
+    """`<service>.<namespace>.svc` the API server calls for admission (None without the webhook)."""
     webhook_ca_pem: pulumi.Output[str | None]
+    """The webhook CA certificate (None without the webhook)."""
     webhook_cert_expires_at: pulumi.Output[str | None]
     """When the webhook's serving certificate expires (None without the webhook)."""
-    """The webhook CA certificate (None without the webhook)."""
-
-    @staticmethod
-    def gateway_tags(settings: ControllerSettings) -> list[str]:
-        """Sharding tags for the ingress gateways: the controller's `ingress` tag when it runs, else none.
-
-        Tyk filters API definitions by these tags only when it loads them from a Dashboard or MDCB
-        (`FromDashboardService`/`FromRPC` in TykTechnologies/tyk `gateway/api_definition.go`); the OSS file loader
-        (`FromDir`) loads every file on the shared volume. So the tag keeps the layout the controller expects
-        (and tags analytics) without hiding the APIs of `definitions/`, which need no tag.
-        """
-        return list(INGRESS_TAGS) if settings.enabled else []
 
     def __init__(
         self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None
@@ -243,35 +251,52 @@ class IngressController(pulumi.ComponentResource):
         super().__init__("tyk-aks:index:IngressController", name, None, opts)
         settings = args.settings
         self.deployment_name = pulumi.Output.from_input(None)
+        self.ingress_class_name = pulumi.Output.from_input(None)
         self.webhook_service_host = pulumi.Output.from_input(None)
         self.webhook_ca_pem = pulumi.Output.from_input(None)
         self.webhook_cert_expires_at = pulumi.Output.from_input(None)
         if not settings.enabled:
             self.register_outputs({})
             return
-        templates = load_templates(args.templates_dir)  # before any resource: a bad folder fails the preview
+        templates = template_files(args.templates_dir)  # before any resource: a bad file fails the preview
+        if settings.webhook.enabled and not args.redis_addrs:
+            raise ValueError("controller.webhook: the mesh sidecars need the gateways' Redis (redis_addrs)")
         child = pulumi.ResourceOptions(parent=self)
         labels = {**args.labels, **LABELS}
         webhook_enabled = settings.webhook.enabled
+
+        ingress_class = k8s.networking.v1.IngressClass(
+            f"{name}-class",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=settings.ingress_class,
+                labels=labels,
+                annotations={DEFAULT_CLASS_ANNOTATION: "true"} if settings.default_class else None,
+            ),
+            spec=k8s.networking.v1.IngressClassSpecArgs(controller=CONTROLLER_NAME),
+            opts=child,
+        )
+        self.ingress_class_name = object_name(ingress_class, settings.ingress_class)
 
         account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=SERVICE_ACCOUNT_NAME, namespace=args.namespace, labels=labels
             ),
-            # The token is mounted in the pod spec (the controller uses in-cluster config); nowhere else.
+            # The token is mounted in the pod spec only (the controller uses in-cluster config).
             automount_service_account_token=False,
             opts=child,
         )
-        self._rbac(name, args, labels, account, child)
+        grants = self._rbac(name, args, labels, account, child)
 
-        config_text = pulumi.Output.from_input(args.gateway_control_url).apply(
-            lambda url: render_config(
+        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service).apply(
+            lambda parts: render_config(
                 controller_config(
-                    gateway_control_url=url,
-                    org_id=settings.org_id,
-                    watch_namespaces=settings.watch_namespaces,
+                    settings,
+                    gateway_url=parts[0],
+                    publish_service=parts[1],
                     webhook=webhook_enabled,
+                    gateway_image_tag=args.gateway_image_tag,
+                    redis_addrs=args.redis_addrs,
                 )
             )
         )
@@ -304,14 +329,11 @@ class IngressController(pulumi.ComponentResource):
                 opts=child,
             )
 
-        # The controller reads its config, templates and certificate once at start: a change of any of them
-        # must roll the pod, hence their hashes on the pod template (the certificate is public, its hash too).
         annotations: dict[str, pulumi.Input[str]] = {
-            "checksum/config": config_text.apply(_sha256),
-            "checksum/templates": _sha256("".join(f"{k}\n{v}" for k, v in sorted(templates.items()))),
+            "checksum/config": config_text.apply(checksum),
+            "checksum/templates": templates_checksum(templates),
         }
-        if certificates is not None:
-            annotations["checksum/webhook-cert"] = certificates.cert_pem.apply(_sha256)
+        # No checksum of the webhook certificate: the server reloads a renewed pair itself (no pod restart).
 
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -319,19 +341,29 @@ class IngressController(pulumi.ComponentResource):
                 name=DEPLOYMENT_NAME, namespace=args.namespace, labels=labels
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                # One instance: the controller has no leader election, two would create every API twice. Recreate
-                # keeps it at one during rollouts too (the webhook's failurePolicy covers the gap).
-                replicas=1,
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                replicas=settings.replicas,
+                strategy=_strategy(settings),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations),
                     spec=self._pod_spec(args, config_map, templates_map, account, certificates),
                 ),
             ),
-            opts=child,
+            # The pod can only run once it may read what it watches and pull its image.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*grants, ingress_class, *args.wait_for]),
         )
         self.deployment_name = object_name(deployment, DEPLOYMENT_NAME)
+
+        if settings.replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=PDB_NAME, namespace=args.namespace, labels=labels),
+                # One pod may go at a time: a drain never takes the leader and every standby at once.
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR)
+                ),
+                opts=child,
+            )
 
         if certificates is not None:
             webhook = SidecarInjectorWebhook(
@@ -340,7 +372,7 @@ class IngressController(pulumi.ComponentResource):
                     namespace=args.namespace,
                     settings=settings.webhook,
                     selector=SELECTOR,
-                    target_port=PORT_NAME,
+                    target_port=WEBHOOK_PORT_NAME,
                     ca_bundle=certificates.ca_bundle,
                     labels=labels,
                     wait_for=[deployment],
@@ -353,6 +385,7 @@ class IngressController(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "deployment_name": self.deployment_name,
+                "ingress_class_name": self.ingress_class_name,
                 "webhook_service_host": self.webhook_service_host,
                 "webhook_ca_pem": self.webhook_ca_pem,
             }
@@ -365,51 +398,71 @@ class IngressController(pulumi.ComponentResource):
         labels: Mapping[str, str],
         account: k8s.core.v1.ServiceAccount,
         child: pulumi.ResourceOptions,
-    ) -> None:
+    ) -> list[pulumi.Resource]:
+        """The Roles/ClusterRoles and their bindings; returns the bindings (the pod waits for them)."""
         subject = k8s.rbac.v1.SubjectArgs(
-            kind="ServiceAccount",
-            name=object_name(account, SERVICE_ACCOUNT_NAME),
-            namespace=args.namespace,
+            kind="ServiceAccount", name=object_name(account, SERVICE_ACCOUNT_NAME), namespace=args.namespace
         )
-        if not args.settings.watch_namespaces:
-            role_name = pulumi.Output.concat(CLUSTER_ROLE_PREFIX, args.namespace)
-            role = k8s.rbac.v1.ClusterRole(
-                f"{name}-cluster-role",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=role_name, labels=dict(labels)),
-                rules=controller_rules(),
-                opts=child,
+        watch_all = not args.settings.watch_namespaces
+        cluster_role_name = pulumi.Output.concat(CLUSTER_ROLE_PREFIX, args.namespace)
+        cluster_rules = [*rbac.CLUSTER_RULES, *(rbac.WATCHED_NAMESPACE_RULES if watch_all else ())]
+        mesh_rules = [
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=rule["apiGroups"],
+                resources=rule["resources"],
+                verbs=rule["verbs"],
+                resource_names=rule.get("resourceNames"),
             )
+            for rule in (mesh_cluster_role_rules() if args.settings.webhook.enabled else [])
+        ]
+        cluster_role = k8s.rbac.v1.ClusterRole(
+            f"{name}-cluster-role",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster_role_name, labels=dict(labels)),
+            # The mesh's routes reconciler works in whatever namespace has meshed pods: cluster-wide rules.
+            rules=[*policy_rules(cluster_rules), *mesh_rules],
+            opts=child,
+        )
+        bindings: list[pulumi.Resource] = [
             k8s.rbac.v1.ClusterRoleBinding(
                 f"{name}-cluster-role-binding",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=role_name, labels=dict(labels)),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster_role_name, labels=dict(labels)),
                 role_ref=k8s.rbac.v1.RoleRefArgs(
                     api_group="rbac.authorization.k8s.io",
                     kind="ClusterRole",
-                    name=object_name(role, role_name),
+                    name=object_name(cluster_role, cluster_role_name),
                 ),
                 subjects=[subject],
                 opts=child,
             )
-            return
-        # Informers per watched namespace (informers.WithNamespace): namespaced Roles are enough.
-        for watched in args.settings.watch_namespaces:
-            namespaced_role = k8s.rbac.v1.Role(
-                f"{name}-role-{watched}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=ROLE_NAME, namespace=watched, labels=dict(labels)),
-                rules=controller_rules(),
+        ]
+        roles: list[tuple[str, pulumi.Input[str], str, tuple[rbac.Rule, ...]]] = [
+            ("own", args.namespace, OWN_ROLE_NAME, rbac.OWN_NAMESPACE_RULES)
+        ]
+        roles += [
+            (f"watch-{watched}", watched, WATCH_ROLE_NAME, rbac.WATCHED_NAMESPACE_RULES)
+            for watched in args.settings.watch_namespaces
+        ]
+        for suffix, namespace, role_name, rules in roles:
+            role = k8s.rbac.v1.Role(
+                f"{name}-role-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=role_name, namespace=namespace, labels=dict(labels)),
+                rules=policy_rules(rules),
                 opts=child,
             )
-            k8s.rbac.v1.RoleBinding(
-                f"{name}-role-binding-{watched}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=ROLE_NAME, namespace=watched, labels=dict(labels)),
-                role_ref=k8s.rbac.v1.RoleRefArgs(
-                    api_group="rbac.authorization.k8s.io",
-                    kind="Role",
-                    name=object_name(namespaced_role, ROLE_NAME),
-                ),
-                subjects=[subject],
-                opts=child,
+            bindings.append(
+                k8s.rbac.v1.RoleBinding(
+                    f"{name}-role-binding-{suffix}",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=role_name, namespace=namespace, labels=dict(labels)
+                    ),
+                    role_ref=k8s.rbac.v1.RoleRefArgs(
+                        api_group="rbac.authorization.k8s.io", kind="Role", name=object_name(role, role_name)
+                    ),
+                    subjects=[subject],
+                    opts=child,
+                )
             )
+        return bindings
 
     @staticmethod
     def _pod_spec(
@@ -420,7 +473,6 @@ class IngressController(pulumi.ComponentResource):
         certificates: WebhookCertificates | None,
     ) -> k8s.core.v1.PodSpecArgs:
         settings = args.settings
-
         volumes = [
             k8s.core.v1.VolumeArgs(
                 name="config",
@@ -434,10 +486,18 @@ class IngressController(pulumi.ComponentResource):
                     name=object_name(templates_map, TEMPLATES_CONFIG_MAP_NAME)
                 ),
             ),
+            # The root filesystem is read-only; Python and the HTTP client may still want a temp dir.
+            k8s.core.v1.VolumeArgs(
+                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")
+            ),
         ]
         mounts = [
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="templates", mount_path=TEMPLATES_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ]
+        ports = [
+            k8s.core.v1.ContainerPortArgs(name=HEALTH_PORT_NAME, container_port=HEALTH_PORT, protocol="TCP")
         ]
         if certificates is not None:
             volumes.append(
@@ -450,33 +510,68 @@ class IngressController(pulumi.ComponentResource):
                 )
             )
             mounts.append(
-                k8s.core.v1.VolumeMountArgs(name="webhook-certs", mount_path=CERTS_DIR, read_only=True)
+                k8s.core.v1.VolumeMountArgs(
+                    name="webhook-certs", mount_path=WEBHOOK_CERTS_DIR, read_only=True
+                )
+            )
+            ports.append(
+                k8s.core.v1.ContainerPortArgs(
+                    name=WEBHOOK_PORT_NAME, container_port=WebhookServer().port, protocol="TCP"
+                )
             )
 
-        port = k8s.core.v1.TCPSocketActionArgs(port=PORT_NAME)
-        resources = container_resources(settings.resources)
-        container = k8s.core.v1.ContainerArgs(
-            name=NAME,
-            image=f"{settings.image}:{settings.tag}",
-            image_pull_policy="IfNotPresent",
-            # The image's entrypoint is ./tyk-k8s. `start` first: main() runs Go's flag.Parse, which stops at the
-            # first non-flag argument but would exit on a leading --config it doesn't know.
-            args=["start", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
-            env=[
+        def field_env(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
+            return k8s.core.v1.EnvVarArgs(
+                name=name,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=path)
+                ),
+            )
+
+        env = [
+            k8s.core.v1.EnvVarArgs(name=CONFIG_ENV_VAR, value=f"{CONFIG_DIR}/{CONFIG_FILE}"),
+            k8s.core.v1.EnvVarArgs(
+                name=SECRET_ENV_VAR,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=args.api_secret_name, key=API_SECRET_KEY
+                    )
+                ),
+            ),
+            field_env(POD_NAME_ENV_VAR, "metadata.name"),
+            field_env(POD_NAMESPACE_ENV_VAR, "metadata.namespace"),
+        ]
+        if settings.webhook.enabled and args.redis_password_secret_name is not None:
+            env.append(
                 k8s.core.v1.EnvVarArgs(
-                    name=SECRET_ENV,
+                    name=REDIS_PASSWORD_ENV,
                     value_from=k8s.core.v1.EnvVarSourceArgs(
                         secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                            name=args.api_secret_name, key=API_SECRET_KEY
+                            name=args.redis_password_secret_name, key=args.redis_password_secret_key
                         )
                     ),
                 )
-            ],
-            ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=SERVER_PORT, protocol="TCP")],
-            # The port opens once the Ingress informer has synced (cmd/start.go): up to 5 minutes on a big cluster.
-            startup_probe=k8s.core.v1.ProbeArgs(tcp_socket=port, period_seconds=5, failure_threshold=60),
-            readiness_probe=k8s.core.v1.ProbeArgs(tcp_socket=port, period_seconds=10, failure_threshold=3),
-            liveness_probe=k8s.core.v1.ProbeArgs(tcp_socket=port, period_seconds=20, failure_threshold=3),
+            )
+
+        def probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+            return k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=HEALTH_PORT_NAME),
+                period_seconds=period,
+                timeout_seconds=3,
+                failure_threshold=failures,
+            )
+
+        resources = container_resources(settings.resources)
+        container = k8s.core.v1.ContainerArgs(
+            name=NAME,
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            env=env,
+            ports=ports,
+            # Liveness starts after the process serves /healthz (the first list of a large cluster can take a while).
+            startup_probe=probe("/healthz", 2, 60),
+            readiness_probe=probe("/readyz", 5, 3),
+            liveness_probe=probe("/healthz", 10, 3),
             resources=k8s.core.v1.ResourceRequirementsArgs(
                 requests=resources.get("requests"), limits=resources.get("limits")
             ),
@@ -485,13 +580,25 @@ class IngressController(pulumi.ComponentResource):
                 allow_privilege_escalation=False,
                 read_only_root_filesystem=True,
                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
             ),
             volume_mounts=mounts,
+        )
+        spread = (
+            [
+                k8s.core.v1.TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key="kubernetes.io/hostname",
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=SELECTOR),
+                )
+            ]
+            if settings.replicas > 1
+            else None
         )
         return k8s.core.v1.PodSpecArgs(
             service_account_name=object_name(account, SERVICE_ACCOUNT_NAME),
             automount_service_account_token=True,
-            # No service environment variables: viper reads every TK8S_* variable and ingress.go TYK_K8S_KUBECONF.
             enable_service_links=False,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 run_as_non_root=True,
@@ -500,6 +607,18 @@ class IngressController(pulumi.ComponentResource):
                 fs_group=RUN_AS,
                 seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
             ),
+            topology_spread_constraints=spread,
             containers=[container],
             volumes=volumes,
         )
+
+
+def _strategy(settings: ControllerSettings) -> k8s.apps.v1.DeploymentStrategyArgs:
+    if settings.leader_election:
+        # A new pod waits for the Lease (it is a standby until the old leader goes): rolling is safe.
+        return k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+        )
+    # Without election two pods would both write to the gateway: never more than one, even during a rollout.
+    return k8s.apps.v1.DeploymentStrategyArgs(type="Recreate")

@@ -48,6 +48,11 @@ class TykGatewayArgs:
     labels: dict[str, str]
     sharding_tags: list[str] = field(default_factory=list)
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
+    extra_env: list[dict[str, str]] = field(default_factory=list)
+    """Extra gateway environment (`extraEnvs`), e.g. the entry point's TLS port and default certificate."""
+    extra_volumes: list[dict[str, Any]] = field(default_factory=list)
+    """Extra pod volumes next to the shared folders, with their mounts in `extra_volume_mounts`."""
+    extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -85,6 +90,9 @@ def gateway_values(
     api_secret_name: str,
     claim_names: dict[str, str],
     sharding_tags: list[str],
+    extra_env: list[dict[str, str]] | None = None,
+    extra_volumes: list[dict[str, Any]] | None = None,
+    extra_volume_mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
     ingress = settings.ingress
@@ -119,10 +127,12 @@ def gateway_values(
         "extraVolumes": [
             {"name": f"tyk-{folder}", "persistentVolumeClaim": {"claimName": claim_names[folder]}}
             for folder in GATEWAY_FOLDERS
-        ],
+        ]
+        + list(extra_volumes or []),
         "extraVolumeMounts": [
             {"name": f"tyk-{folder}", "mountPath": path} for folder, path in GATEWAY_FOLDERS.items()
-        ],
+        ]
+        + list(extra_volume_mounts or []),
         "topologySpreadConstraints": _topology_spread(settings),
         "log": {"level": settings.log_level, "format": "json"},
     }
@@ -131,6 +141,8 @@ def gateway_values(
         gateway["resources"] = resources
     if settings.pdb_min_available is not None:
         gateway["pdb"] = {"enabled": True, "minAvailable": settings.pdb_min_available}
+    if extra_env:
+        gateway["extraEnvs"] = list(extra_env)
     if sharding_tags:
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
     return {
@@ -184,6 +196,9 @@ class TykGateway(pulumi.ComponentResource):
             api_secret_name=API_SECRET_NAME,
             claim_names=args.claim_names,
             sharding_tags=args.sharding_tags,
+            extra_env=args.extra_env,
+            extra_volumes=args.extra_volumes,
+            extra_volume_mounts=args.extra_volume_mounts,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

@@ -243,7 +243,7 @@ class GatewaySettings(Model):
         return self
 
 
-# --- ingress controller and webhook (tyk-k8s) ----------------------------------------------------------------
+# --- ingress controller, its image and entry point, and the webhook ---------------------------------------------
 
 
 class SidecarResources(Model):
@@ -269,25 +269,107 @@ class WebhookSettings(Model):
     """Requests/limits of each injected sidecar."""
 
 
+_IMAGE_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
+_REGISTRY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9][-a-z0-9._/]*)?$")
+
+
+class ControllerImageSettings(Model):
+    source: Literal["acr", "registry", "prebuilt"] = "registry"
+    """Where the controller image comes from. `acr`: built by `pulumi up` and pushed to an Azure Container Registry
+    the program creates next to the AKS cluster (cluster.mode aks only; the kubelet gets AcrPull). `registry`:
+    built by `pulumi up` and pushed to `registry` with the Docker credentials of the machine running it.
+    `prebuilt`: no build, deploy `reference`."""
+    registry: str | None = None
+    """With `source: registry`: registry host (and optional path) to push to, e.g. `myregistry.azurecr.io` or
+    `localhost:5001` (kind's local registry)."""
+    repository: DnsLabel = "tyk-controller"
+    """Repository name of the image inside the registry."""
+    platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
+    """Platform the image is built for (the cluster's nodes)."""
+    reference: str | None = None
+    """With `source: prebuilt`: `<repository>@sha256:<digest>`; a tag alone is refused (deploys are by digest)."""
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> ControllerImageSettings:
+        if self.registry is not None:
+            if self.source != "registry":
+                raise ValueError(f"registry = {self.registry!r}: only used with `source: registry`")
+            if not _REGISTRY.match(self.registry):
+                raise ValueError(f"registry = {self.registry!r}: not a registry host[:port][/path]")
+        if self.reference is not None:
+            if self.source != "prebuilt":
+                raise ValueError(f"reference = {self.reference!r}: only used with `source: prebuilt`")
+            if not _IMAGE_DIGEST.match(self.reference):
+                raise ValueError(
+                    f"reference = {self.reference!r}: must be <repository>@sha256:<64 hex digits> (deploys are "
+                    "by digest)"
+                )
+        return self
+
+    def missing(self) -> str | None:
+        """What an enabled controller still lacks to get its image, as `key = value: reason`, or None."""
+        if self.source == "registry" and self.registry is None:
+            return "image.registry = None: `source: registry` needs the registry to push the image to"
+        if self.source == "prebuilt" and self.reference is None:
+            return "image.reference = None: `source: prebuilt` needs <repository>@sha256:<digest>"
+        return None
+
+
+class EntryPointSettings(Model):
+    """The Service of type LoadBalancer in front of the gateways for Tyk-class Ingresses (80 and 443)."""
+
+    internal: bool = False
+    """Azure internal load balancer (a private IP in the cluster's VNet) instead of a public IP."""
+    annotations: dict[str, str] = {}
+    """Extra Service annotations (e.g. `service.beta.kubernetes.io/azure-dns-label-name`)."""
+    external_traffic_policy: Literal["Cluster", "Local"] = "Local"
+    """`Local` keeps the client's source IP (the gateway's IP allow lists and analytics see it) and skips a
+    second hop; Azure's health probe sends traffic only to nodes running a gateway."""
+    load_balancer_source_ranges: list[str] = []
+    """CIDRs allowed to reach the load balancer; [] allows everyone."""
+
+
 class ControllerSettings(Model):
     enabled: bool = False
-    """Off by default: the last upstream image lists `networking.k8s.io/v1beta1` Ingresses, which Kubernetes
-    stopped serving in 1.22, so it never becomes ready on a current cluster. Enable it with an image rebuilt
-    against `networking.k8s.io/v1` (`image`, `tag`)."""
-    image: str = "tykio/tyk-k8s"
-    """Controller image repository."""
-    tag: str = "0.7.1"
-    """Controller image tag (pin the image you build and test)."""
+    """Run the project's ingress controller (Ingresses of class `ingressClass` become gateway APIs)."""
     org_id: str = "default"
     """Org id the controller puts on the API definitions it creates."""
-    ingress_class: Literal["tyk"] = "tyk"
-    """The controller only handles Ingresses annotated `kubernetes.io/ingress.class: tyk` (hard-coded upstream)."""
+    ingress_class: DnsLabel = "tyk"
+    """Name of the IngressClass the program creates and the controller serves (also accepted as the legacy
+    `kubernetes.io/ingress.class` annotation)."""
+    default_class: bool = False
+    """Mark the IngressClass as the cluster default (`ingressclass.kubernetes.io/is-default-class`): Ingresses
+    without a class are then served by the gateways."""
     watch_namespaces: list[DnsLabel] = []
-    """Namespaces whose Ingresses (and their TLS Secrets) the controller may read; [] means cluster-wide."""
+    """Namespaces whose Ingresses, Services and TLS Secrets the controller reads (namespaced Roles, each
+    namespace must exist); [] means every namespace and a ClusterRole that can read every Secret."""
+    replicas: int = Field(default=1, ge=1, le=5)
+    """Controller pods; with more than one, one leader reconciles and the others stand by (leader election)."""
+    leader_election: bool = True
+    """Elect one active replica on a Lease; required with more than one replica."""
+    resync_seconds: float = Field(default=300.0, ge=10)
+    """Full resync period: desired APIs recomputed and compared with the gateway's."""
     resources: Resources | None = None
-    """CPU and memory requests/limits of the controller pod; None sets none."""
+    """CPU and memory requests/limits of the controller pod; None uses 50m/128Mi requests, a 256Mi limit."""
+    image: ControllerImageSettings = ControllerImageSettings()
+    """The controller image: built and pushed by `pulumi up`, or prebuilt; always deployed by digest."""
+    entry_point: EntryPointSettings = EntryPointSettings()
+    """How clients reach the gateways for Tyk-class Ingresses."""
     webhook: WebhookSettings = WebhookSettings()
-    """The sidecar-injector webhook served by the controller."""
+    """The mesh admission webhook served by the controller."""
+
+    @model_validator(mode="after")
+    def _replicas_need_election(self) -> ControllerSettings:
+        missing = self.image.missing() if self.enabled else None
+        if missing:
+            raise ValueError(missing)
+        if self.replicas > 1 and not self.leader_election:
+            raise ValueError(
+                f"leaderElection = False: {self.replicas} replicas without it would all write to the gateway"
+            )
+        if len(set(self.watch_namespaces)) != len(self.watch_namespaces):
+            raise ValueError(f"watchNamespaces = {self.watch_namespaces!r}: a namespace is listed twice")
+        return self
 
 
 # --- cluster -------------------------------------------------------------------------------------------------
@@ -366,11 +448,20 @@ class StackSettings(Model):
     gateway: GatewaySettings
     """The Tyk gateways (`tyk-oss` chart)."""
     controller: ControllerSettings = ControllerSettings()
-    """The Tyk Kubernetes ingress controller and its sidecar-injector webhook."""
+    """The project's ingress controller, its image, the gateways' entry point and the mesh webhook."""
     api_management: ApiManagementSettings = ApiManagementSettings()
     """API definitions and policies managed as Pulumi resources through the control API."""
     gateway_client: ClientSettings = ClientSettings()
     """Timeouts and retries of the provider's control-API calls (read again by the provider's own process)."""
+
+    @model_validator(mode="after")
+    def _acr_needs_aks(self) -> StackSettings:
+        if self.controller.enabled and self.controller.image.source == "acr" and self.cluster.mode != "aks":
+            raise ValueError(
+                "controller.image.source = 'acr': the program creates the registry only with cluster.mode aks; "
+                "use `source: registry` with your registry for an existing cluster"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shared_volume_reaches_every_replica(self) -> StackSettings:

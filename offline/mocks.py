@@ -8,6 +8,8 @@ parent, the explicit dependencies and the options the engine would receive, so t
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +136,65 @@ def register_state_function(type_token: str, function: StateFunction) -> None:
     STATE_FUNCTIONS[type_token] = function
 
 
+# --- the controller image, its registry and the cluster identity pulling it ----------------------------------
+# Offline stand-ins for what the engine returns after a build/create, so the deployed image reference and the
+# registry wiring can be asserted: a registry digest that changes with every build input (as a rebuild would),
+# an ACR login server (`<name>.azurecr.io`, how ACR names it), the AKS kubelet identity.
+
+OFFLINE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-0000000000aa"
+OFFLINE_KUBELET_OBJECT_ID = "00000000-0000-0000-0000-00000000c0be"
+
+
+def _image_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    digest = (
+        "sha256:" + hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()
+    )
+    tags = list(args.inputs.get("tags") or [])
+    if args.inputs.get("push"):
+        state["digest"] = digest
+        state["ref"] = f"{tags[0]}@{digest}" if tags else ""
+    return state
+
+
+def _registry_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = _azure_state(args)
+    name = str(args.inputs.get("registryName") or args.name)
+    state["name"] = name
+    state["loginServer"] = f"{name.lower()}.azurecr.io"
+    return state
+
+
+def _managed_cluster_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = _azure_state(args)
+    state["identityProfile"] = {
+        "kubeletidentity": {
+            "objectId": OFFLINE_KUBELET_OBJECT_ID,
+            "clientId": "00000000-0000-0000-0000-00000000c11e",
+            "resourceId": "/subscriptions/offline/resourceGroups/offline/providers/"
+            "Microsoft.ManagedIdentity/userAssignedIdentities/kubelet",
+        }
+    }
+    return state
+
+
+def _random_string_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    length = int(args.inputs.get("length", 8))
+    state["result"] = ("offline" + args.name.replace("-", ""))[:length].lower()
+    return state
+
+
+STATE_FUNCTIONS.update(
+    {
+        "docker-build:index:Image": _image_state,
+        "azure-native:containerregistry:Registry": _registry_state,
+        "azure-native:containerservice:ManagedCluster": _managed_cluster_state,
+        "random:index/randomString:RandomString": _random_string_state,
+    }
+)
+
+
 class OfflineMocks(pulumi.runtime.Mocks):
     """Realistic-enough outputs for every resource type the program declares."""
 
@@ -149,6 +210,18 @@ class OfflineMocks(pulumi.runtime.Mocks):
             kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
             return {
                 "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]
+            }, []
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "subscriptionId": OFFLINE_SUBSCRIPTION_ID,
+                "tenantId": "00000000-0000-0000-0000-0000000000bb",
+                "clientId": "00000000-0000-0000-0000-0000000000cc",
+                "objectId": "00000000-0000-0000-0000-0000000000dd",
+            }, []
+        if args.token == "azure-native:containerregistry:listRegistryCredentials":
+            return {
+                "username": str(args.args.get("registryName", "registry")),
+                "passwords": [{"name": "password", "value": "offline-registry-password"}],
             }, []
         return {}, []
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,10 @@ CONTROL_URL = "http://gateway-control-svc-tyk-gateway.tyk.svc:9696"
 GATEWAY_SECRET_NAME = "tyk-gateway-api-secret"
 GATEWAY_SECRET_VALUE = "gateway-admin-secret-0f3c9a"
 COMPONENT = "ingress-controller"
+IMAGE = "registry.example.com/tyk-controller@sha256:" + "ab" * 32
+PUBLISH_SERVICE = "tyk/tyk-gateway-entry"
+REDIS_ADDR = "redis-master.tyk.svc:6379"
+REDIS_SECRET_NAME = "redis-password"
 
 
 @dataclass
@@ -76,6 +79,8 @@ def build(
     namespace: str = NAMESPACE,
     watch_namespaces: Sequence[str] = (),
     templates_dir: Path = PROJECT_TEMPLATES_DIR,
+    image: str = IMAGE,
+    publish_service: str | None = PUBLISH_SERVICE,
 ) -> Built:
     monitor = RecordingMonitor(OfflineMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project="tyk-aks", stack="dev", preview=False, monitor=monitor)
@@ -93,10 +98,20 @@ def build(
             IngressControllerArgs(
                 namespace=namespace,
                 settings=ControllerSettings.model_validate(
-                    {"enabled": True, "watchNamespaces": list(watch_namespaces), **(settings or {})}
+                    {
+                        "enabled": True,
+                        "watchNamespaces": list(watch_namespaces),
+                        "image": {"source": "prebuilt", "reference": image},
+                        **(settings or {}),
+                    }
                 ),
                 gateway_control_url=pulumi.Output.from_input(CONTROL_URL),
                 api_secret_name=gateway_secret.metadata.apply(lambda m: m["name"]),
+                image=image,
+                publish_service=publish_service,
+                gateway_image_tag="v5.13.1",
+                redis_addrs=[REDIS_ADDR],
+                redis_password_secret_name=REDIS_SECRET_NAME,
                 templates_dir=templates_dir,
             ),
         )
@@ -115,95 +130,3 @@ def example_documents() -> list[tuple[str, dict[str, Any]]]:
             if document:
                 documents.append((path.name, document))
     return documents
-
-
-# --- a tiny Go text/template interpreter: exactly the actions our templates may use --------------------------
-
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-
-
-def defined_templates(text: str) -> dict[str, str]:
-    """`{{ define "name" }}body{{ end }}` blocks of a template file, by name."""
-    tokens = _tokens(text)
-    result: dict[str, str] = {}
-    index = 0
-    while index < len(tokens):
-        kind, value = tokens[index]
-        if kind == "action" and value.startswith("define "):
-            name = value.removeprefix("define ").strip().strip('"')
-            end = _matching_end(tokens, index + 1)
-            result[name] = "".join(
-                v if k == "text" else "{{ " + v + " }}" for k, v in tokens[index + 1 : end]
-            )
-            index = end + 1
-        else:
-            index += 1
-    return result
-
-
-def render(body: str, variables: Mapping[str, Any]) -> str:
-    """Render a template body with `{{.Var}}`, `{{ range $i, $e := .Var }}`, `{{ if $i }}` and `{{ $e }}`."""
-    return _render(_tokens(body), dict(variables), {})
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    for match in _ACTION.finditer(text):
-        tokens.append(("text", text[position : match.start()]))
-        tokens.append(("action", match.group(1)))
-        position = match.end()
-    tokens.append(("text", text[position:]))
-    return tokens
-
-
-def _matching_end(tokens: list[tuple[str, str]], start: int) -> int:
-    depth = 0
-    for index in range(start, len(tokens)):
-        kind, value = tokens[index]
-        if kind != "action":
-            continue
-        if value.startswith(("range ", "if ", "define ", "with ")):
-            depth += 1
-        elif value == "end":
-            if depth == 0:
-                return index
-            depth -= 1
-    raise ValueError("unterminated block")
-
-
-def _render(tokens: list[tuple[str, str]], variables: dict[str, Any], scope: dict[str, Any]) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(tokens):
-        kind, value = tokens[index]
-        if kind == "text":
-            out.append(value)
-            index += 1
-            continue
-        if value.startswith("range "):
-            match = re.fullmatch(r"range \$(\w+), \$(\w+) := \.(\w+)", value)
-            if not match:
-                raise ValueError(f"unsupported range: {value}")
-            end = _matching_end(tokens, index + 1)
-            for position, item in enumerate(variables.get(match.group(3)) or []):
-                inner = {**scope, match.group(1): position, match.group(2): item}
-                out.append(_render(tokens[index + 1 : end], variables, inner))
-            index = end + 1
-        elif value.startswith("if "):
-            match = re.fullmatch(r"if \$(\w+)", value)
-            if not match:
-                raise ValueError(f"unsupported if: {value}")
-            end = _matching_end(tokens, index + 1)
-            if scope[match.group(1)]:
-                out.append(_render(tokens[index + 1 : end], variables, scope))
-            index = end + 1
-        elif re.fullmatch(r"\.\w+", value):
-            out.append(str(variables[value[1:]]))
-            index += 1
-        elif re.fullmatch(r"\$\w+", value):
-            out.append(str(scope[value[1:]]))
-            index += 1
-        else:
-            raise ValueError(f"unsupported action: {{{{ {value} }}}}")
-    return "".join(out)

@@ -227,7 +227,7 @@ def test_local_stack_is_kind_without_azure() -> None:
     assert settings.storage.access_mode == "ReadWriteOnce"
     assert settings.gateway.replicas == 1
     assert settings.gateway.ingress.class_name == "nginx"
-    assert settings.controller.enabled is False
+    assert settings.controller.enabled is True
     assert settings.api_management.enabled is True
     assert settings.api_management.gateway_url == "http://localhost:9696"
 

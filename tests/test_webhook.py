@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -106,8 +106,8 @@ def test_tls_secret_is_mounted_where_the_controller_reads_its_certificate() -> N
     built = build()
     secret = _tls_secret(built)
     assert set(secret["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
-    config = yaml.safe_load(built.config_map("tyk-k8s-config")["tyk-k8s.yaml"])
-    cert_file, key_file = Path(config["Server"]["certFile"]), Path(config["Server"]["keyFile"])
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    cert_file, key_file = Path(config["webhook"]["certFile"]), Path(config["webhook"]["keyFile"])
     assert cert_file.parent == key_file.parent
     [mount] = [m for m in built.container()["volumeMounts"] if m["mountPath"] == str(cert_file.parent)]
     volumes = built.deployment()["spec"]["template"]["spec"]["volumes"]
@@ -252,8 +252,8 @@ def test_disabled_webhook_leaves_no_trace() -> None:
     for type_ in (CONFIGURATION, SERVICE, *tls_types):
         assert built.of_type(type_) == []
     assert [r for r in built.of_type(SECRET) if r.inputs.get("type") == "kubernetes.io/tls"] == []
-    config = yaml.safe_load(built.config_map("tyk-k8s-config")["tyk-k8s.yaml"])
-    assert set(config["Server"]) == {"addr"}
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    assert config["webhook"] is None
     assert all(m["name"] != "webhook-certs" for m in built.container()["volumeMounts"])
     assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
 

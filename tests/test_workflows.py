@@ -318,3 +318,84 @@ def test_readme_lists_every_setting_the_workflows_read() -> None:
     assert names
     for name in names:
         assert f"`{name}`" in readme or name in readme, f"README doesn't document {name}"
+
+
+# --- e2e-kind.yml and scripts/e2e-kind.sh --------------------------------------------------------------------
+
+E2E_SCRIPT = PROJECT_DIR / "scripts" / "e2e-kind.sh"
+
+
+def _script_value(name: str) -> str:
+    match = re.search(rf"^{name}=([^\s#]+)", E2E_SCRIPT.read_text(), re.M)
+    assert match, f"scripts/e2e-kind.sh sets no {name}"
+    return match.group(1)
+
+
+def test_e2e_workflow_runs_the_one_command_script() -> None:
+    document = workflow("e2e-kind.yml")
+    assert {"workflow_dispatch", "pull_request"} <= set(document["on"])
+    assert document["permissions"] == {"contents": "read"}
+    [job] = document["jobs"].values()
+    assert [s["run"].strip() for s in job["steps"] if "run" in s] == ["scripts/e2e-kind.sh"]
+    [checkout] = steps_using(job, "actions/checkout")
+    assert checkout["with"]["persist-credentials"] is False
+    [kind] = steps_using(job, "helm/kind-action")
+    assert kind["with"]["install_only"] is True  # the script creates the cluster (local registry settings)
+    [pulumi] = steps_using(job, "pulumi/actions")
+    assert "with" not in pulumi or "command" not in pulumi["with"]  # install the CLI only
+
+
+def test_e2e_workflow_pins_every_action_by_commit_with_its_version() -> None:
+    for line in (WORKFLOWS_DIR / "e2e-kind.yml").read_text().splitlines():
+        if "uses:" in line:
+            assert re.search(r"uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+def test_e2e_script_is_valid_bash_and_executable() -> None:
+    assert E2E_SCRIPT.stat().st_mode & 0o111
+    result = subprocess.run(["bash", "-n", str(E2E_SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert E2E_SCRIPT.read_text().startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in E2E_SCRIPT.read_text()
+
+
+def test_e2e_script_has_no_port_forward_loop() -> None:
+    text = E2E_SCRIPT.read_text()
+    assert "while true" not in text and "until " not in text
+    assert len(re.findall(r"kubectl .*port-forward", text)) <= 1
+
+
+def test_e2e_script_matches_the_local_stack() -> None:
+    from components.controller import DEPLOYMENT_NAME
+    from components.entry_point import SERVICE_NAME
+
+    settings = parse_settings(read_stack_config("local")[0])
+    text = E2E_SCRIPT.read_text()
+    assert settings.cluster.context == f"kind-{_script_value('cluster')}"
+    assert settings.controller.enabled and settings.controller.image.source == "registry"
+    assert settings.controller.image.registry == f"localhost:{_script_value('registry_port')}"
+    assert _script_value("namespace") == settings.namespace
+    assert _script_value("stack") == "local"
+    assert f"service {SERVICE_NAME} " in text and f"deployment/{DEPLOYMENT_NAME} " in text
+    assert f"svc/{CONTROL_SERVICE_NAME} 9696:{settings.gateway.control_port}" in text
+    for example in re.findall(r"-f (examples/[\w.-]+\.yaml)", text):
+        assert (PROJECT_DIR / example).is_file(), example
+    # The API and policy it calls come from definitions/.
+    policy = yaml.safe_load((PROJECT_DIR / "definitions" / "policies" / "httpbin-basic.yaml").read_text())
+    api = yaml.safe_load((PROJECT_DIR / "definitions" / "apis" / "httpbin.yaml").read_text())
+    assert f'"apply_policies": ["{policy["id"]}"]' in text
+    assert f"/{api['proxy']['listen_path'].strip('/')}/get" in text
+    assert "PULUMI_BACKEND_URL=" in text and "pulumi destroy" in text
+
+
+def test_e2e_script_reaches_what_the_examples_declare() -> None:
+    text = E2E_SCRIPT.read_text()
+    hosts = {
+        rule["host"]
+        for path in (PROJECT_DIR / "examples").glob("ingress-*.yaml")
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document["kind"] == "Ingress"
+        for rule in document["spec"]["rules"]
+    }
+    assert "Host: httpbin.localtest.me" in text and "httpbin.localtest.me" in hosts
+    assert "secure.localtest.me:443" in text and "secure.localtest.me" in hosts

@@ -35,12 +35,13 @@ from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import (
     APPS_DIR,
+    CLUSTER_RULES,
     GATEWAY_CONFIG_ANNOTATION,
     INBOUND_API_ANNOTATION,
     ROUTES_CONFIG_MAP,
     SIDECAR_NAME,
 )
-from tyk_controller.mesh.reconciler import CLUSTER_RULES, MeshReconciler
+from tyk_controller.mesh.reconciler import MeshReconciler
 from tyk_controller.mesh.sidecar import plan_injection
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 

@@ -20,12 +20,14 @@ from tests.controller.mesh_fixtures import MESH, NAMESPACE, app_pod
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import (
+    CLUSTER_RULES,
     NAMESPACE_SECRET,
     REDIS_PASSWORD_KEY,
     ROUTES_CONFIG_MAP,
+    SECRET_RESOURCE_NAMES,
     SIDECAR_SECRET_KEY,
 )
-from tyk_controller.mesh.reconciler import CLUSTER_RULES, SECRET_RESOURCE_NAMES, MeshReconciler
+from tyk_controller.mesh.reconciler import MeshReconciler
 from tyk_controller.mesh.routes import Target, egress_api, plan_routes
 from tyk_controller.mesh.sidecar import plan_injection
 from tyk_gateway.models import ApiDefinition

@@ -15,8 +15,7 @@ from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.config import ControllerConfig, WebhookServer
 from tyk_controller.kube import KubeClient
-from tyk_controller.mesh.config import REDIS_PASSWORD_ENV, ROUTES_CONFIG_MAP
-from tyk_controller.mesh.reconciler import CLUSTER_RULES
+from tyk_controller.mesh.config import CLUSTER_RULES, REDIS_PASSWORD_ENV, ROUTES_CONFIG_MAP
 from tyk_controller.mesh.runtime import MeshRuntime, mesh_problems
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 

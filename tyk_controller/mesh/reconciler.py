@@ -40,28 +40,12 @@ from tyk_controller.mesh.config import (
     MeshConfig,
 )
 from tyk_controller.mesh.routes import ObjectProblem, plan_routes
-from tyk_controller.rbac import Rule
 
 log = logging.getLogger("tyk_controller.mesh")
 
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_VALUE = FIELD_MANAGER
 COMPONENT = "tyk-mesh-controller"
-
-# RBAC the reconciler uses, cluster-wide (meshed pods may be in any namespace): the controller's ClusterRole
-# grants exactly these. Secrets: `create` anywhere (a create can't be limited by name) and get/update/delete
-# only of the one named `tyk-mesh` (`SECRET_RESOURCE_NAMES`); never list or watch, so no Secret of the user's
-# is ever readable.
-CLUSTER_RULES: tuple[Rule, ...] = (
-    Rule(("",), ("pods", "services"), ("list", "watch")),
-    Rule(("",), ("configmaps",), ("get", "list", "create", "update", "delete")),
-    Rule(("",), ("secrets",), ("create", "get", "update", "delete")),
-    Rule(("",), ("events",), ("create",)),
-)
-SECRET_RESOURCE_NAMES: dict[str, tuple[str, ...]] = {
-    verb: (NAMESPACE_SECRET,) for verb in ("get", "update", "delete")
-}
-"""Verbs on `secrets` limited by `resourceNames` in the ClusterRole."""
 
 
 class Kube(Protocol):

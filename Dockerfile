@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# The ingress controller image: `python -m tyk_controller`, the entry point the tests start.
+#
+# Slim Debian Python base; pinned by tag (Python minor and Debian release). Pin the digest too once verified on
+# your side: `docker buildx imagetools inspect python:3.11-slim-bookworm` and append `@sha256:<index digest>`.
+FROM python:3.11-slim-bookworm
+
+# No .pyc writes at run time (the root filesystem is read-only; the code is compiled below), unbuffered logs.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+COPY requirements-controller.txt ./
+RUN pip install --no-cache-dir -r requirements-controller.txt
+
+COPY tyk_gateway/ ./tyk_gateway/
+COPY tyk_controller/ ./tyk_controller/
+RUN python -m compileall -q tyk_gateway tyk_controller
+
+# Numeric, so the kubelet can enforce runAsNonRoot; matches the pod's runAsUser.
+USER 65532:65532
+
+ENTRYPOINT ["python", "-m", "tyk_controller"]

@@ -1,0 +1,127 @@
+"""The controller image's recipe, offline: hadolint, the entry point, what it copies and what it installs."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.controller import RUN_AS
+from components.controller_image import BUILD_INPUTS
+from offline.plan import PROJECT_DIR
+
+DOCKERFILE = PROJECT_DIR / "Dockerfile"
+REQUIREMENTS = PROJECT_DIR / "requirements-controller.txt"
+HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def pins() -> dict[str, str]:
+    found = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if requirement:
+            name, _, version = requirement.partition("==")
+            assert version, f"requirements-controller.txt: {requirement!r} is not pinned with =="
+            found[name.strip().lower().replace("_", "-")] = version.strip()
+    return found
+
+
+@pytest.mark.skipif(not Path(HADOLINT).exists(), reason="hadolint is not installed")
+def test_hadolint_passes() -> None:
+    result = subprocess.run(
+        [HADOLINT, "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_entry_point_is_the_module_the_tests_run() -> None:
+    entrypoints = [args for keyword, args in instructions() if keyword == "ENTRYPOINT"]
+    assert [json.loads(e) for e in entrypoints] == [["python", "-m", "tyk_controller"]]
+    spec = importlib.util.find_spec("tyk_controller.__main__")
+    assert spec is not None and spec.origin == str(PROJECT_DIR / "tyk_controller" / "__main__.py")
+    # `python -m` resolves the package from WORKDIR (and PYTHONPATH): the copied folder must be there.
+    workdir = [args for keyword, args in instructions() if keyword == "WORKDIR"][-1]
+    copies = [args.split() for keyword, args in instructions() if keyword == "COPY"]
+    assert ["tyk_controller/", "./tyk_controller/"] in copies
+    assert workdir == "/app" and "PYTHONPATH=/app" in " ".join(a for k, a in instructions() if k == "ENV")
+
+
+def test_image_copies_only_the_build_inputs() -> None:
+    copied = {args.split()[0].rstrip("/") for keyword, args in instructions() if keyword in {"COPY", "ADD"}}
+    assert copied | {"Dockerfile"} == set(BUILD_INPUTS)
+    assert not any(keyword == "ADD" for keyword, _ in instructions())
+    ignore = [
+        line for line in (PROJECT_DIR / ".dockerignore").read_text().splitlines() if line and line[0] != "#"
+    ]
+    assert ignore[0] == "*", "the context must exclude everything by default"
+    assert {line[1:] for line in ignore if line.startswith("!")} == set(BUILD_INPUTS)
+
+
+def test_runs_as_the_numeric_non_root_user_the_pod_expects() -> None:
+    [user] = [args for keyword, args in instructions() if keyword == "USER"]
+    assert user == f"{RUN_AS}:{RUN_AS}"
+    assert instructions()[-1][0] == "ENTRYPOINT"
+    base = instructions()[0]
+    assert base[0] == "FROM" and re.fullmatch(r"python:3\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base[1]), base
+    assert base[1].startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-"), (
+        "same Python as tests"
+    )
+
+
+def _project_modules(package: str) -> list[Path]:
+    return sorted((PROJECT_DIR / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_requirements_cover_what_the_controller_imports_at_the_tested_versions() -> None:
+    # Third-party modules imported by the controller and by the tyk_gateway modules it imports.
+    used_gateway = {
+        f"{node.module.split('.')[1]}.py"
+        for path in _project_modules("tyk_controller")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tyk_gateway.")
+    }
+    files = _project_modules("tyk_controller") + [PROJECT_DIR / "tyk_gateway" / name for name in used_gateway]
+    modules = set().union(*(_imports(p) for p in files)) - set(sys.stdlib_module_names)
+    modules -= {"tyk_controller", "tyk_gateway", "__future__"}
+    distributions = importlib.metadata.packages_distributions()
+    needed = {distributions[m][0].lower().replace("_", "-") for m in modules}
+    pinned = pins()
+    assert needed <= set(pinned), f"imported but not in requirements-controller.txt: {needed - set(pinned)}"
+    assert "pulumi" not in needed, "the controller must not need the Pulumi SDK"
+    for name, version in pinned.items():
+        assert importlib.metadata.version(name) == version, (
+            f"{name}: tests run another version than the image"
+        )
