@@ -19,9 +19,16 @@ from tyk_controller.mesh.config import CLUSTER_RULES, REDIS_PASSWORD_ENV, ROUTES
 from tyk_controller.mesh.runtime import MeshRuntime, mesh_problems
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "ingress_templates"
+
 
 def config(tmp_path: Path, gateway_url: str = "http://127.0.0.1:1", **extra: object) -> ControllerConfig:
-    values: dict[str, object] = {"gateway_url": gateway_url, "mesh": MESH, **extra}
+    values: dict[str, object] = {
+        "gateway_url": gateway_url,
+        "mesh": MESH,
+        "templates_dir": str(TEMPLATES_DIR),
+        **extra,
+    }
     return ControllerConfig.model_validate(values)
 
 

@@ -29,11 +29,13 @@ from tyk_controller.mesh.config import (
 )
 from tyk_controller.mesh.sidecar import (
     UNPRIVILEGED_PORT_SYSCTL,
+    annotation_customiser,
     gateway_config,
     inbound_api,
     is_injected,
     plan_injection,
 )
+from tyk_controller.templates import load_templates
 from tyk_gateway.models import ApiDefinition
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "tyk_schema" / "gateway-config.schema.json").read_text())
@@ -317,3 +319,53 @@ def test_patch_leaves_the_rest_of_the_pod_alone() -> None:
     assert new["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
     assert new["metadata"]["labels"] == pod["metadata"]["labels"]
     assert new["spec"]["containers"][0]["image"] == pod["spec"]["containers"][0]["image"]
+
+
+# --- the Ingresses' setter and template annotations on the inbound API ----------------------------------------
+
+
+TEMPLATES = load_templates(Path(__file__).resolve().parents[2] / "ingress_templates")
+CUSTOMISE = annotation_customiser(TEMPLATES)
+
+
+def inbound_of(pod: dict[str, Any]) -> dict[str, Any]:
+    injection = plan_injection(pod, NAMESPACE, MESH, CUSTOMISE)
+    assert injection.patch, injection.problems
+    new = jsonpatch.apply_patch(pod, injection.patch)
+    return dict(json.loads(new["metadata"]["annotations"][INBOUND_API_ANNOTATION]))
+
+
+def test_template_and_setters_shape_the_inbound_api() -> None:
+    inbound = inbound_of(
+        app_pod(
+            "orders",
+            annotations={
+                "template.service.tyk.io": "token-auth",
+                "num.service.tyk.io/global-rate-limit.rate": "100",
+                "num.service.tyk.io/global-rate-limit.per": "1",
+            },
+        )
+    )
+    assert (inbound["use_keyless"], inbound["use_standard_auth"]) == (False, True)  # from the template
+    assert inbound["global_rate_limit"] == {"rate": 100, "per": 1}  # setters applied last
+    # Identity and routing stay the mesh's own.
+    assert inbound["proxy"]["target_url"] == "http://127.0.0.1:8080"
+    assert inbound["listen_port"] == MESH.inbound_port
+    ApiDefinition.model_validate(inbound)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reason"),
+    [
+        ({"template.service.tyk.io": "no-such-template"}, "UnknownTemplate"),
+        ({"bool.service.tyk.io/use-keyless": "maybe"}, "InvalidAnnotation"),
+        ({"num.service.tyk.io/global-rate-limit.rate": "fast"}, "InvalidAnnotation"),
+        ({"string.service.tyk.io/proxy.target-url": "http://elsewhere"}, "InvalidAnnotation"),
+        ({"string.service.tyk.io/listen-port": "80"}, "InvalidAnnotation"),
+    ],
+)
+def test_bad_setter_or_template_admits_the_pod_unchanged(annotations: dict[str, str], reason: str) -> None:
+    injection = plan_injection(app_pod("orders", annotations=annotations), NAMESPACE, MESH, CUSTOMISE)
+    assert injection.patch is None
+    assert [p.reason for p in injection.problems] == [reason]
+    assert "admitted without the sidecar" in injection.warnings[0]

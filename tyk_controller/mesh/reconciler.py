@@ -40,6 +40,7 @@ from tyk_controller.mesh.config import (
     MeshConfig,
 )
 from tyk_controller.mesh.routes import ObjectProblem, plan_routes
+from tyk_controller.mesh.sidecar import Customise
 
 log = logging.getLogger("tyk_controller.mesh")
 
@@ -84,7 +85,9 @@ class MeshReconciler:
         reload: Callable[[], Awaitable[None]],
         controller_namespace: str = "",
         clock: Callable[[], float] = time.monotonic,
+        customise: Customise | None = None,
     ) -> None:
+        self.customise = customise
         self.kube = kube
         self.mesh = mesh
         self.redis_password = redis_password
@@ -120,7 +123,7 @@ class MeshReconciler:
         for namespace in sorted(by_namespace):
             result.namespaces += 1
             services = (await self.kube.request("GET", _path("services", namespace)))["items"]
-            plan = plan_routes(namespace, by_namespace[namespace], services, self.mesh)
+            plan = plan_routes(namespace, by_namespace[namespace], services, self.mesh, self.customise)
             result.writes += await self._ensure_secret(namespace)
             current = managed_maps.get(namespace)
             if current is None or (current.get("data") or {}) != plan.data:

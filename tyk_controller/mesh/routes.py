@@ -26,7 +26,7 @@ from tyk_controller.mesh.config import (
     ROUTE_STATUS_ANNOTATION,
     MeshConfig,
 )
-from tyk_controller.mesh.sidecar import Problem, evaluate_opt_in, is_injected, opted_out, route_slug
+from tyk_controller.mesh.sidecar import Customise, Problem, is_injected, opted_out, plan_injection, route_slug
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,11 @@ def _problem(kind: str, obj: Mapping[str, Any], problem: Problem) -> ObjectProbl
 
 
 def plan_routes(
-    namespace: str, pods: Iterable[Mapping[str, Any]], services: Iterable[Mapping[str, Any]], mesh: MeshConfig
+    namespace: str,
+    pods: Iterable[Mapping[str, Any]],
+    services: Iterable[Mapping[str, Any]],
+    mesh: MeshConfig,
+    customise: Customise | None = None,
 ) -> RoutesPlan:
     services = sorted(services, key=lambda s: _meta(s).get("name", ""))
     claims: dict[str, dict[Target, list[Mapping[str, Any]]]] = {}
@@ -105,7 +109,7 @@ def plan_routes(
         if labels.get(INJECT_LABEL) != "true" or not _running(pod) or opted_out(pod):
             continue
         if not is_injected(pod):
-            _, reasons = evaluate_opt_in(pod, mesh)
+            reasons = plan_injection(pod, namespace, mesh, customise).problems
             problems += [_problem("Pod", pod, p) for p in reasons] or [
                 _problem(
                     "Pod",

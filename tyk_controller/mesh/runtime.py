@@ -13,6 +13,8 @@ from tyk_controller.config import ControllerConfig
 from tyk_controller.mesh.config import REDIS_PASSWORD_ENV
 from tyk_controller.mesh.reconciler import Kube, MeshReconciler
 from tyk_controller.mesh.server import AdmissionServer
+from tyk_controller.mesh.sidecar import annotation_customiser
+from tyk_controller.templates import load_templates
 from tyk_gateway.client import GatewayClient
 
 log = logging.getLogger("tyk_controller.mesh")
@@ -48,14 +50,17 @@ class MeshRuntime:
         self._is_leader = is_leader
         if config.mesh is None:
             return
+        # The same templates as the Ingresses' (a bad folder already stopped the controller at start).
+        customise = annotation_customiser(load_templates(config.templates_dir))
         if config.webhook is not None:
-            self.server = AdmissionServer(config.webhook, config.mesh)
+            self.server = AdmissionServer(config.webhook, config.mesh, customise=customise)
         self.reconciler = MeshReconciler(
             kube,
             config.mesh,
             redis_password=os.environ.get(REDIS_PASSWORD_ENV, ""),
             reload=lambda: asyncio.to_thread(gateway.reload_group),
             controller_namespace=pod_namespace,
+            customise=customise,
         )
 
     async def start(self) -> None:

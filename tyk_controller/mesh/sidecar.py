@@ -26,6 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from tyk_controller.annotations import TEMPLATE_ANNOTATION, apply_setters, parse_setters
 from tyk_controller.mesh.config import (
     APP_PORT_ANNOTATION,
     APPS_DIR,
@@ -52,6 +55,8 @@ from tyk_controller.mesh.config import (
     TMP_VOLUME,
     MeshConfig,
 )
+from tyk_controller.templates import deep_merge
+from tyk_gateway.models import ApiDefinition, format_errors
 
 INJECTED = "injected"
 UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
@@ -328,6 +333,10 @@ def gateway_config(mesh: MeshConfig) -> dict[str, Any]:
     }
 
 
+INBOUND_DEFAULT_KEYS = frozenset({"active", "use_keyless", "version_data", "tags"})
+"""Fields of the inbound API a template may override (auth, versions); the rest is identity and routing."""
+
+
 def inbound_api(namespace: str, route: str, app_port: int, mesh: MeshConfig) -> dict[str, Any]:
     """The sidecar's inbound API: every request on the inbound port to the app on 127.0.0.1 (keyless unless
     the pod's setter/template annotations say otherwise)."""
@@ -495,6 +504,68 @@ def plan_injection(
             return Injection(None, problems)
     new = injected_pod(pod, namespace, opt_in, mesh, inbound)
     return Injection(json_patch(pod, new))
+
+
+def annotation_customiser(templates: Mapping[str, Mapping[str, Any]]) -> Customise:
+    """The ingress controller's rules for the inbound API: `template.service.tyk.io: <name>` (a template of the
+    controller's templates folder, merged under the generated fields) and the setter annotations
+    (`bool.service.tyk.io/use-keyless: "false"`, ...) applied last; the result must be a valid API definition."""
+
+    def customise(
+        inbound: dict[str, Any], annotations: Mapping[str, str]
+    ) -> tuple[dict[str, Any], list[Problem]]:
+        problems: list[Problem] = []
+        setters, errors = parse_setters(annotations)
+        problems += [
+            Problem(
+                f"metadata.annotations[{e.annotation}]",
+                "InvalidAnnotation",
+                f"{e}; pod admitted without the sidecar",
+            )
+            for e in errors
+        ]
+        template: Mapping[str, Any] = {}
+        name = annotations.get(TEMPLATE_ANNOTATION)
+        if name is not None:
+            if name not in templates:
+                known = ", ".join(sorted(templates)) or "none"
+                problems.append(
+                    Problem(
+                        f"metadata.annotations[{TEMPLATE_ANNOTATION}]",
+                        "UnknownTemplate",
+                        f"template {name!r} does not exist (known: {known}); pod admitted without the sidecar",
+                    )
+                )
+            else:
+                template = templates[name]
+        if problems:
+            return inbound, problems
+        # Defaults (keyless, the version block) under the template, identity and routing over it.
+        defaults = {k: v for k, v in inbound.items() if k in INBOUND_DEFAULT_KEYS}
+        generated = {k: v for k, v in inbound.items() if k not in INBOUND_DEFAULT_KEYS}
+        definition = deep_merge(deep_merge(defaults, template), generated)
+        problems += [
+            Problem(
+                f"metadata.annotations[{e.annotation}]",
+                "InvalidAnnotation",
+                f"{e}; pod admitted without the sidecar",
+            )
+            for e in apply_setters(definition, setters)
+        ]
+        try:
+            ApiDefinition.model_validate(definition)
+        except ValidationError as error:
+            problems.append(
+                Problem(
+                    "metadata.annotations",
+                    "InvalidApiDefinition",
+                    "; ".join(format_errors(error, prefix="inbound API"))
+                    + "; pod admitted without the sidecar",
+                )
+            )
+        return definition, problems
+
+    return customise
 
 
 def is_port_name(value: str) -> bool:
