@@ -19,7 +19,7 @@ from components.settings import WebhookSettings
 from components.webhook import OPT_IN_LABEL, mesh_config, renewal_hours
 from offline import tls_outputs
 from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
-from tests.controller_fixtures import NAMESPACE, Built, example_documents
+from tests.controller_fixtures import NAMESPACE, Built
 from tests.controller_fixtures import build as build_controller
 from tyk_controller.config import WebhookServer
 
@@ -256,24 +256,6 @@ def test_disabled_webhook_leaves_no_trace() -> None:
     assert config["webhook"] is None
     assert all(m["name"] != "webhook-certs" for m in built.container()["volumeMounts"])
     assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
-
-
-def test_example_deployment_is_opted_in_the_way_the_webhook_selects() -> None:
-    deployments = [
-        d for name, d in example_documents() if name == "mesh-deployment.yaml" and d["kind"] == "Deployment"
-    ]
-    assert deployments
-    for deployment in deployments:
-        template = deployment["spec"]["template"]["metadata"]
-        assert template["labels"][OPT_IN_LABEL] == "true"  # objectSelector (labels only)
-        assert template["annotations"]["injector.tyk.io/inject"] in {
-            "y",
-            "yes",
-            "true",
-            "on",
-        }  # the controller
-        assert "app" in template["labels"]  # createServiceRoutes needs it
-        assert deployment["metadata"]["namespace"] not in {NAMESPACE, "kube-system", "kube-public"}
 
 
 # --- the offline pulumi-tls outputs themselves ---------------------------------------------------------------

@@ -369,3 +369,20 @@ def test_bad_setter_or_template_admits_the_pod_unchanged(annotations: dict[str, 
     assert injection.patch is None
     assert [p.reason for p in injection.problems] == [reason]
     assert "admitted without the sidecar" in injection.warnings[0]
+
+
+def test_a_pod_without_ports_gets_egress_only() -> None:
+    pod = app_pod("client")
+    del pod["spec"]["containers"][0]["ports"]
+    new = patched(pod)
+    new["metadata"]["name"] = "client-1"
+    kubernetes_validate.validate(new, KUBERNETES_VERSION, strict=True)
+    assert restricted(new) == []
+    assert INBOUND_API_ANNOTATION not in new["metadata"]["annotations"]
+    sidecar = sidecar_of(new)
+    assert {p["containerPort"] for p in sidecar["ports"]} == {MESH.egress_port, MESH.control_port}
+    config = json.loads(
+        projected_file(new, str(Path(sidecar["args"][0].removeprefix("--conf=")).parent), "tyk.conf")
+    )
+    assert config["ports_whitelist"]["http"]["ports"] == []
+    assert {"ip": "127.0.0.1", "hostnames": [MESH_HOST]} in new["spec"]["hostAliases"]

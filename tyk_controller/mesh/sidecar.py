@@ -97,10 +97,11 @@ class AppPort:
 
 @dataclass(frozen=True)
 class OptIn:
-    """A valid opt-in: the route the workload serves and the app port its sidecar fronts."""
+    """A valid opt-in: the route the workload serves and the app port its sidecar fronts; both None for a
+    pod without container ports (a client: egress only, no inbound listener, no route)."""
 
-    route: str
-    port: AppPort
+    route: str | None
+    port: AppPort | None
 
 
 @dataclass
@@ -282,6 +283,9 @@ def evaluate_opt_in(pod: Mapping[str, Any], mesh: MeshConfig) -> tuple[OptIn | N
                 "pod admitted without the sidecar",
             )
         ]
+    if not _container_ports(pod) and PORT_ANNOTATION not in _annotations(pod):
+        problems = _conflicts(pod, mesh)
+        return (None, problems) if problems else (OptIn(None, None), [])
     route, route_problem = _route(pod)
     port, port_problem = choose_port(pod)
     problems = [p for p in (route_problem, port_problem) if p is not None] + _conflicts(pod, mesh)
@@ -293,7 +297,7 @@ def evaluate_opt_in(pod: Mapping[str, Any], mesh: MeshConfig) -> tuple[OptIn | N
 # --- the sidecar's gateway config and inbound API -------------------------------------------------------------
 
 
-def gateway_config(mesh: MeshConfig) -> dict[str, Any]:
+def gateway_config(mesh: MeshConfig, *, inbound: bool = True) -> dict[str, Any]:
     """The sidecar's tyk.conf (validated against the gateway's cli/linter/schema.json in the tests).
 
     Secrets are not in it: `secret`, `node_secret` and `storage.password` come from the namespace's Secret as
@@ -304,7 +308,7 @@ def gateway_config(mesh: MeshConfig) -> dict[str, Any]:
         "listen_port": mesh.egress_port,
         "control_api_port": mesh.control_port,
         # The inbound API listens on its own port; the gateway opens only whitelisted extra ports.
-        "ports_whitelist": {"http": {"ports": [mesh.inbound_port]}},
+        "ports_whitelist": {"http": {"ports": [mesh.inbound_port] if inbound else []}},
         "app_path": APPS_DIR,
         "use_db_app_configs": False,
         "enable_custom_domains": True,
@@ -362,7 +366,7 @@ def inbound_api(namespace: str, route: str, app_port: int, mesh: MeshConfig) -> 
 # --- the patch -------------------------------------------------------------------------------------------------
 
 
-def _sidecar_container(mesh: MeshConfig, port_name: str) -> dict[str, Any]:
+def _sidecar_container(mesh: MeshConfig, port_name: str | None) -> dict[str, Any]:
     def from_secret(name: str, key: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": NAMESPACE_SECRET, "key": key}}}
 
@@ -375,7 +379,11 @@ def _sidecar_container(mesh: MeshConfig, port_name: str) -> dict[str, Any]:
         # Native sidecar: started (startup probe passed) before the app's containers, stopped after them.
         "restartPolicy": "Always",
         "ports": [
-            {"name": port_name, "containerPort": mesh.inbound_port, "protocol": "TCP"},
+            *(
+                [{"name": port_name, "containerPort": mesh.inbound_port, "protocol": "TCP"}]
+                if port_name
+                else []
+            ),
             {"name": EGRESS_PORT_NAME, "containerPort": mesh.egress_port, "protocol": "TCP"},
             {"name": CONTROL_PORT_NAME, "containerPort": mesh.control_port, "protocol": "TCP"},
         ],
@@ -409,7 +417,7 @@ def _sidecar_container(mesh: MeshConfig, port_name: str) -> dict[str, Any]:
     }
 
 
-def _volumes() -> list[dict[str, Any]]:
+def _volumes(inbound: bool) -> list[dict[str, Any]]:
     def annotation(path: str, key: str) -> dict[str, Any]:
         return {"path": path, "fieldRef": {"fieldPath": f"metadata.annotations['{key}']"}}
 
@@ -422,7 +430,11 @@ def _volumes() -> list[dict[str, Any]]:
             "name": APPS_VOLUME,
             "projected": {
                 "sources": [
-                    {"downwardAPI": {"items": [annotation(INBOUND_FILE, INBOUND_API_ANNOTATION)]}},
+                    *(
+                        [{"downwardAPI": {"items": [annotation(INBOUND_FILE, INBOUND_API_ANNOTATION)]}}]
+                        if inbound
+                        else []
+                    ),
                     # Optional: the first pod of a namespace starts before the controller wrote any route.
                     {"configMap": {"name": ROUTES_CONFIG_MAP, "optional": True}},
                 ]
@@ -433,24 +445,28 @@ def _volumes() -> list[dict[str, Any]]:
 
 
 def injected_pod(
-    pod: Mapping[str, Any], namespace: str, opt_in: OptIn, mesh: MeshConfig, inbound: dict[str, Any]
+    pod: Mapping[str, Any], namespace: str, opt_in: OptIn, mesh: MeshConfig, inbound: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The pod as it is after the patch (the patch is computed from it)."""
     new = copy.deepcopy(dict(pod))
     metadata = new.setdefault("metadata", {})
     spec = new.setdefault("spec", {})
     port = opt_in.port
-    metadata["annotations"] = {
+    config = gateway_config(mesh, inbound=port is not None)
+    annotations = {
         **(metadata.get("annotations") or {}),
         STATUS_ANNOTATION: INJECTED,
-        ROUTE_STATUS_ANNOTATION: opt_in.route,
-        APP_PORT_ANNOTATION: f"{port.number}/{port.name}",
-        GATEWAY_CONFIG_ANNOTATION: json.dumps(gateway_config(mesh), sort_keys=True, separators=(",", ":")),
-        INBOUND_API_ANNOTATION: json.dumps(inbound, sort_keys=True, separators=(",", ":")),
+        GATEWAY_CONFIG_ANNOTATION: json.dumps(config, sort_keys=True, separators=(",", ":")),
     }
-    spec["containers"][port.container]["ports"][port.index]["name"] = f"{APP_PORT_PREFIX}{port.number}"
-    spec["initContainers"] = [_sidecar_container(mesh, port.name), *(spec.get("initContainers") or [])]
-    spec["volumes"] = [*(spec.get("volumes") or []), *_volumes()]
+    if port is not None and opt_in.route is not None and inbound is not None:
+        annotations[ROUTE_STATUS_ANNOTATION] = opt_in.route
+        annotations[APP_PORT_ANNOTATION] = f"{port.number}/{port.name}"
+        annotations[INBOUND_API_ANNOTATION] = json.dumps(inbound, sort_keys=True, separators=(",", ":"))
+        spec["containers"][port.container]["ports"][port.index]["name"] = f"{APP_PORT_PREFIX}{port.number}"
+    metadata["annotations"] = annotations
+    sidecar = _sidecar_container(mesh, port.name if port is not None else None)
+    spec["initContainers"] = [sidecar, *(spec.get("initContainers") or [])]
+    spec["volumes"] = [*(spec.get("volumes") or []), *_volumes(port is not None)]
     spec["hostAliases"] = [*(spec.get("hostAliases") or []), {"ip": "127.0.0.1", "hostnames": [MESH_HOST]}]
     if mesh.egress_port < 1024:
         security = spec.setdefault("securityContext", {})
@@ -497,11 +513,13 @@ def plan_injection(
     opt_in, problems = evaluate_opt_in(pod, mesh)
     if opt_in is None:
         return Injection(None, problems)
-    inbound = inbound_api(namespace, opt_in.route, opt_in.port.number, mesh)
-    if customise is not None:
-        inbound, problems = customise(inbound, _annotations(pod))
-        if problems:
-            return Injection(None, problems)
+    inbound = None
+    if opt_in.route is not None and opt_in.port is not None:
+        inbound = inbound_api(namespace, opt_in.route, opt_in.port.number, mesh)
+        if customise is not None:
+            inbound, problems = customise(inbound, _annotations(pod))
+            if problems:
+                return Injection(None, problems)
     new = injected_pod(pod, namespace, opt_in, mesh, inbound)
     return Injection(json_patch(pod, new))
 
