@@ -39,6 +39,7 @@ from components.webhook import (
     WebhookCertificatesArgs,
     mesh_config,
     object_name,
+    qualified_address,
 )
 from tyk_controller import rbac
 from tyk_controller.config import (
@@ -288,7 +289,7 @@ class IngressController(pulumi.ComponentResource):
         )
         grants = self._rbac(name, args, labels, account, child)
 
-        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service).apply(
+        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service, args.namespace).apply(
             lambda parts: render_config(
                 controller_config(
                     settings,
@@ -296,7 +297,8 @@ class IngressController(pulumi.ComponentResource):
                     publish_service=parts[1],
                     webhook=webhook_enabled,
                     gateway_image_tag=args.gateway_image_tag,
-                    redis_addrs=args.redis_addrs,
+                    # Sidecars run in other namespaces: a short Service name must carry the namespace.
+                    redis_addrs=[qualified_address(addr, parts[2]) for addr in args.redis_addrs],
                 )
             )
         )

@@ -89,6 +89,17 @@ def mesh_config(
     )
 
 
+def qualified_address(address: str, namespace: str) -> str:
+    """`redis-master:6379` -> `redis-master.<namespace>.svc:6379`: resolvable from any namespace. Addresses
+    that already have a dot (a FQDN, an IP, a managed Redis) are left alone."""
+    host, _, port = address.rpartition(":")
+    if not host:
+        host, port = address, ""
+    if "." in host or host.startswith("["):
+        return address
+    return f"{host}.{namespace}.svc" + (f":{port}" if port else "")
+
+
 def service_dns_name(service_name: str, namespace: str) -> str:
     """The host name the API server verifies for a webhook `service` reference (`<svc>.<ns>.svc`)."""
     return f"{service_name}.{namespace}.svc"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.settings import WebhookSettings
-from components.webhook import OPT_IN_LABEL, mesh_config, renewal_hours
+from components.webhook import OPT_IN_LABEL, mesh_config, qualified_address, renewal_hours
 from offline import tls_outputs
 from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
 from tests.controller_fixtures import NAMESPACE, Built
@@ -365,3 +365,15 @@ def test_offline_signing_with_the_wrong_ca_key_fails() -> None:
 
     with pytest.raises(Exception, match="does not match the public key"):
         _run_tls(declare)
+
+
+def test_redis_addresses_resolve_from_any_namespace() -> None:
+    assert qualified_address("tyk-redis-master:6379", "tyk") == "tyk-redis-master.tyk.svc:6379"
+    assert qualified_address("redis.example.net:6380", "tyk") == "redis.example.net:6380"
+    assert qualified_address("10.0.0.5:6379", "tyk") == "10.0.0.5:6379"
+    built = build()
+    [config_map] = [
+        r for r in built.of_type("kubernetes:core/v1:ConfigMap") if "config.json" in r.inputs["data"]
+    ]
+    config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
+    assert all(".svc:" in addr or addr.count(".") >= 3 for addr in config["mesh"]["redisAddrs"])
