@@ -317,7 +317,8 @@ def test_patch_leaves_the_rest_of_the_pod_alone() -> None:
     assert new["metadata"]["annotations"]["team"] == "shop"
     assert [c["name"] for c in new["spec"]["initContainers"]] == [SIDECAR_NAME, "migrate"]
     assert new["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
-    assert new["metadata"]["labels"] == pod["metadata"]["labels"]
+    # One label added: NetworkPolicies let pods with a sidecar reach Redis.
+    assert new["metadata"]["labels"] == {**pod["metadata"]["labels"], "tyk-aks.io/mesh-sidecar": "true"}
     assert new["spec"]["containers"][0]["image"] == pod["spec"]["containers"][0]["image"]
 
 

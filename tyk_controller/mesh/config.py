@@ -35,6 +35,8 @@ ROUTE_STATUS_ANNOTATION = "mesh.tyk.io/route"
 APP_PORT_ANNOTATION = "mesh.tyk.io/app-port"
 """`<container port number>/<original port name>` of the fronted app port (what Services target by name)."""
 
+SIDECAR_LABEL = "tyk-aks.io/mesh-sidecar"
+"""Label (value "true") on every injected pod: what NetworkPolicies select to let sidecars reach Redis."""
 SIDECAR_NAME = "tyk-mesh"
 """Name of the injected (native sidecar) container."""
 CONFIG_VOLUME = "tyk-mesh-config"

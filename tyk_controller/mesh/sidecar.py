@@ -48,6 +48,7 @@ from tyk_controller.mesh.config import (
     ROUTE_STATUS_ANNOTATION,
     ROUTES_CONFIG_MAP,
     RUN_AS,
+    SIDECAR_LABEL,
     SIDECAR_NAME,
     SIDECAR_SECRET_KEY,
     STATUS_ANNOTATION,
@@ -464,6 +465,7 @@ def injected_pod(
         annotations[INBOUND_API_ANNOTATION] = json.dumps(inbound, sort_keys=True, separators=(",", ":"))
         spec["containers"][port.container]["ports"][port.index]["name"] = f"{APP_PORT_PREFIX}{port.number}"
     metadata["annotations"] = annotations
+    metadata["labels"] = {**(metadata.get("labels") or {}), SIDECAR_LABEL: "true"}
     sidecar = _sidecar_container(mesh, port.name if port is not None else None)
     spec["initContainers"] = [sidecar, *(spec.get("initContainers") or [])]
     spec["volumes"] = [*(spec.get("volumes") or []), *_volumes(port is not None)]
@@ -480,6 +482,7 @@ def _escape(key: str) -> str:
 
 
 PATCHED_PATHS: Sequence[tuple[str, str]] = (
+    ("metadata", "labels"),
     ("metadata", "annotations"),
     ("spec", "containers"),
     ("spec", "initContainers"),
