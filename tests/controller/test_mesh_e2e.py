@@ -2,10 +2,8 @@
 route like the gateway, over real HTTP on 127.0.0.1.
 
 Each sidecar is a small HTTP server per listener that loads what kubelet would project into its apps folder
-(the pod's inbound-API annotation and the routes ConfigMap) and matches requests the way the gateway does
-(`gateway/api_loader.go`: one router per listen port, `listen_port` 0 meaning the main `listen_port`; a
-`domain` becomes a Host match when `enable_custom_domains` is on; APIs sorted with domain-specific ones first,
-then by decreasing listen-path length; listen paths match as prefixes; `strip_listen_path` removes the prefix).
+(the pod's inbound-API annotation and the routes ConfigMap) and routes with `tests.gateway_routing.Gateway`
+(the gateway's request matching, written from its source) configured from the sidecar's own tyk.conf.
 Pod networking is modelled honestly: each pod has its own port space (a map from the pod's ports to real ones),
 `hostAliases` resolve `mesh`, and a Service resolves its `targetPort` by name against the pod's container ports.
 """
@@ -31,6 +29,7 @@ import pytest
 
 from tests.controller.mesh_fixtures import MESH, NAMESPACE, app_pod
 from tests.gateway_emulator import GatewayEmulator
+from tests.gateway_routing import Gateway, GatewayConfig
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import (
@@ -46,25 +45,19 @@ from tyk_controller.mesh.sidecar import plan_injection
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
 
-def route(apis: list[dict[str, Any]], config: dict[str, Any], port: int, host: str, path: str) -> str | None:
-    """The upstream URL the gateway would proxy to, or None for its 404."""
-    custom_domains = bool(config.get("enable_custom_domains"))
-    on_port = [
-        a for a in apis if (a.get("listen_port") or config["listen_port"]) == port and a.get("active", True)
-    ]
-    on_port.sort(key=lambda a: (not (custom_domains and a.get("domain")), -len(a["proxy"]["listen_path"])))
-    hostname = host.split(":")[0]
-    for api in on_port:
-        if custom_domains and api.get("domain") and api["domain"] != hostname:
-            continue
-        listen_path = api["proxy"]["listen_path"]
-        if not path.startswith(listen_path):
-            continue
-        rest = path[len(listen_path) :] if api["proxy"].get("strip_listen_path") else path
-        if not rest.startswith("/"):
-            rest = "/" + rest
-        return api["proxy"]["target_url"].rstrip("/") + rest
-    return None
+def sidecar_gateway(apis: list[dict[str, Any]], config: dict[str, Any]) -> Gateway:
+    """The routing table the sidecar builds from its apps folder, with its tyk.conf's routing settings."""
+    whitelist = {protocol: frozenset(v["ports"]) for protocol, v in config["ports_whitelist"].items()}
+    return Gateway(
+        apis,
+        GatewayConfig(
+            enable_custom_domains=bool(config.get("enable_custom_domains")),
+            enable_strict_routes=bool((config.get("http_server_options") or {}).get("enable_strict_routes")),
+            listen_port=config["listen_port"],
+            disable_ports_whitelist=bool(config.get("disable_ports_whitelist")),
+            ports_whitelist=whitelist,
+        ),
+    )
 
 
 @dataclass
@@ -154,6 +147,8 @@ def start_sidecar(pod: Pod, routes_data: dict[str, str], network: Network) -> No
     assert config["app_path"] == APPS_DIR
     files = {"inbound.json": annotations[INBOUND_API_ANNOTATION], **routes_data}
     apis = [json.loads(text) for name, text in files.items() if name.endswith(".json")]
+    gateway = sidecar_gateway(apis, config)
+    assert gateway.refused == {}, gateway.refused
     [sidecar] = [c for c in pod.spec["spec"]["initContainers"] if c["name"] == SIDECAR_NAME]
     listen_ports = {config["listen_port"], *config["ports_whitelist"]["http"]["ports"]}
     assert listen_ports <= {p["containerPort"] for p in sidecar["ports"]}
@@ -163,7 +158,8 @@ def start_sidecar(pod: Pod, routes_data: dict[str, str], network: Network) -> No
             port = pod_port
 
             def do_GET(self) -> None:
-                upstream = route(apis, config, self.port, self.headers["Host"], self.path)
+                answer = gateway.request(f"http://{self.headers['Host']}{self.path}", port=self.port)
+                upstream = answer.upstream if answer.status == 200 else None
                 if upstream is None:
                     body, status = b'{"error":"Not Found"}', 404
                 else:
@@ -312,15 +308,12 @@ async def test_mesh_routes_are_never_served_by_the_public_gateways(
         assert not any(path.name.endswith(".route.json") for path in public.apps_dir.iterdir())
         loaded = list(public.loaded_apis.values())
         assert [a["api_id"] for a in loaded] == ["shop"]
-        public_config = {"listen_port": 8080, "enable_custom_domains": True}
-        assert route(loaded, public_config, 8080, "mesh", "/orders/items") is None  # 404
-        assert route(loaded, public_config, 8080, "api.example.com", "/orders/items") is None  # 404
-        assert route(loaded, public_config, 8080, "api.example.com", "/shop/x") == "http://shop.shop.svc:80/x"
+        public_gateway = Gateway(loaded)  # the tyk-oss chart's routing settings
+        assert public_gateway.request("http://mesh/orders/items").status == 404
+        assert public_gateway.request("http://api.example.com/orders/items").status == 404
+        shop = public_gateway.request("http://api.example.com/shop/x")
+        assert (shop.status, shop.upstream) == (200, "http://shop.shop.svc:80/x")
     # And were a mesh file copied into a public folder, `domain: mesh` still keeps it off public hostnames.
-    apis = [json.loads(text) for text in routes_data.values()]
-    assert (
-        route(
-            apis, {"listen_port": 8080, "enable_custom_domains": True}, 8080, "api.example.com", "/orders/x"
-        )
-        is None
-    )
+    copied = Gateway([json.loads(text) for text in routes_data.values()])
+    assert copied.request("http://api.example.com/orders/x").status == 404
+    assert copied.request("http://mesh/orders/x").status == 200  # hence: never in the public folder either
