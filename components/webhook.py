@@ -28,6 +28,7 @@ from tyk_controller.mesh.config import (
     INJECT_ANNOTATION,
     INJECT_LABEL,
     ROUTE_ANNOTATION,
+    SYSTEM_NAMESPACES,
     MeshConfig,
     SidecarResources,
 )
@@ -51,7 +52,6 @@ GATEWAY_IMAGE = "docker.tyk.io/tyk-gateway/tyk-gateway"
 OPT_IN_LABEL = INJECT_LABEL
 """Label the API server filters on before it calls the webhook (see `_object_selector`); value `true`."""
 OPT_IN_VALUE = "true"
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set by the API server on every namespace (Kubernetes >= 1.21) and not editable: safe to select on."""
 

@@ -240,3 +240,22 @@ def test_egress_route_paths_never_overlap_by_prefix() -> None:
     short = egress_api(NAMESPACE, "/orders", Target("orders", 80), MESH)
     assert short["proxy"]["listen_path"] == "/orders/"
     assert not "/orders-v2/x".startswith(short["proxy"]["listen_path"])
+
+
+@pytest.mark.asyncio
+async def test_refused_opt_ins_get_events_but_no_copy_of_the_redis_password(
+    api: KubeApiDouble, kube: KubeClient
+) -> None:
+    refused = app_pod("orders", annotations={"injector.tyk.io/port": "grpc"})
+    refused["metadata"].update(name="orders-1", uid=str(uuid.uuid4()))
+    refused["status"] = {"phase": "Running"}
+    api.apply(refused)
+    system = running(app_pod("dns"), "dns-1")
+    system["metadata"]["namespace"] = "kube-system"
+    api.apply(system)
+    await reconciler(kube, Reloads()).reconcile()
+    assert api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET) is None
+    assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is None
+    assert api.get("v1", "Secret", "kube-system", NAMESPACE_SECRET) is None
+    [event] = api.list_objects("v1", "Event")
+    assert (event["involvedObject"]["name"], event["reason"]) == ("orders-1", "PortNotFound")

@@ -7,6 +7,7 @@ import socket
 import ssl
 from pathlib import Path
 
+import jsonpatch
 import kopf
 import pytest
 
@@ -17,6 +18,7 @@ from tyk_controller.config import ControllerConfig, WebhookServer
 from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import CLUSTER_RULES, REDIS_PASSWORD_ENV, ROUTES_CONFIG_MAP
 from tyk_controller.mesh.runtime import MeshRuntime, mesh_problems
+from tyk_controller.mesh.sidecar import plan_injection
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "ingress_templates"
@@ -59,7 +61,9 @@ async def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
     pki = make_pki(tmp_path / "certs")
     with KubeApiDouble() as api, GatewayEmulator(tmp_path / "gateway", reload_interval=0.02) as gateway:
         api.grant("t", Identity(user="controller", cluster_rules=CLUSTER_RULES))
-        api.apply({**app_pod("orders"), "metadata": {**app_pod("orders")["metadata"], "name": "orders-1"}})
+        pod = app_pod("orders")
+        injected = jsonpatch.apply_patch(pod, plan_injection(pod, NAMESPACE, MESH).patch)
+        api.apply({**injected, "metadata": {**injected["metadata"], "name": "orders-1"}})
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

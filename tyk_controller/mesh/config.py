@@ -66,6 +66,8 @@ RUN_AS = 65532
 """The gateway image's `nonroot` user (distroless base)."""
 
 FIELD_MANAGER = "tyk-mesh"
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+"""Never meshed: the webhook's namespaceSelector leaves them out (with the controller's own namespace)."""
 
 # RBAC the reconciler uses, cluster-wide (meshed pods may be in any namespace): the controller's ClusterRole
 # grants exactly these. Secrets: `create` anywhere (a create can't be limited by name) and get/update/delete

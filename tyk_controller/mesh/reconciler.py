@@ -37,10 +37,11 @@ from tyk_controller.mesh.config import (
     REDIS_PASSWORD_KEY,
     ROUTES_CONFIG_MAP,
     SIDECAR_SECRET_KEY,
+    SYSTEM_NAMESPACES,
     MeshConfig,
 )
 from tyk_controller.mesh.routes import ObjectProblem, plan_routes
-from tyk_controller.mesh.sidecar import Customise
+from tyk_controller.mesh.sidecar import Customise, is_injected
 
 log = logging.getLogger("tyk_controller.mesh")
 
@@ -114,25 +115,30 @@ class MeshReconciler:
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             namespace = pod["metadata"]["namespace"]
-            if namespace != self.controller_namespace:
+            # The webhook never applies there (its namespaceSelector): nothing to route or report.
+            if namespace != self.controller_namespace and namespace not in SYSTEM_NAMESPACES:
                 by_namespace.setdefault(namespace, []).append(pod)
         managed = await self._list("configmaps", MANAGED_LABEL, MANAGED_VALUE)
         managed_maps = {
             cm["metadata"]["namespace"]: cm for cm in managed if cm["metadata"]["name"] == ROUTES_CONFIG_MAP
         }
+        meshed: set[str] = set()
         for namespace in sorted(by_namespace):
-            result.namespaces += 1
             services = (await self.kube.request("GET", _path("services", namespace)))["items"]
             plan = plan_routes(namespace, by_namespace[namespace], services, self.mesh, self.customise)
+            for problem in plan.problems:
+                result.events += await self._report(problem)
+            if not any(is_injected(pod) for pod in by_namespace[namespace]):
+                continue  # only refused opt-ins here: no sidecar needs the Redis password
+            meshed.add(namespace)
+            result.namespaces += 1
             result.writes += await self._ensure_secret(namespace)
             current = managed_maps.get(namespace)
             if current is None or (current.get("data") or {}) != plan.data:
                 await self._put_config_map(namespace, plan.data, current)
                 result.writes += 1
                 result.routes_changed.append(namespace)
-            for problem in plan.problems:
-                result.events += await self._report(problem)
-        for namespace in sorted(set(managed_maps) - set(by_namespace)):
+        for namespace in sorted(set(managed_maps) - meshed):
             # The last meshed pod is gone: its routes (and the copied Redis password) go too.
             await self._delete(_path("configmaps", namespace, ROUTES_CONFIG_MAP))
             await self._delete(_path("secrets", namespace, NAMESPACE_SECRET))
