@@ -62,7 +62,9 @@ async def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
     with KubeApiDouble() as api, GatewayEmulator(tmp_path / "gateway", reload_interval=0.02) as gateway:
         api.grant("t", Identity(user="controller", cluster_rules=CLUSTER_RULES))
         pod = app_pod("orders")
-        injected = jsonpatch.apply_patch(pod, plan_injection(pod, NAMESPACE, MESH).patch)
+        patch = plan_injection(pod, NAMESPACE, MESH).patch
+        assert patch is not None
+        injected = jsonpatch.apply_patch(pod, patch)
         api.apply({**injected, "metadata": {**injected["metadata"], "name": "orders-1"}})
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
