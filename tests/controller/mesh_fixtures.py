@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tyk_controller.mesh.config import MeshConfig
+
+
+@pytest.fixture(autouse=True)
+def main_thread_event_loop() -> Iterator[None]:
+    """Leave the main thread with a current event loop after an async test: pytest-asyncio closes its loop and
+    unsets it, and Pulumi's mocks in later tests call asyncio.get_event_loop()."""
+    yield
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
 
 NAMESPACE = "shop"
 SERVICE_DNS = "tyk-controller-webhook.tyk.svc"

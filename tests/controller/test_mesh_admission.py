@@ -26,6 +26,7 @@ from tests.controller.mesh_fixtures import (
     Pki,
     admission_review,
     app_pod,
+    main_thread_event_loop,  # noqa: F401  (autouse fixture)
     make_ca,
     make_pki,
     write_serving_pair,

@@ -27,7 +27,12 @@ import jsonpatch
 import kopf
 import pytest
 
-from tests.controller.mesh_fixtures import MESH, NAMESPACE, app_pod
+from tests.controller.mesh_fixtures import (
+    MESH,
+    NAMESPACE,
+    app_pod,
+    main_thread_event_loop,  # noqa: F401  (autouse fixture)
+)
 from tests.gateway_emulator import GatewayEmulator
 from tests.gateway_routing import Gateway, GatewayConfig
 from tests.kube_api_double import Identity, KubeApiDouble

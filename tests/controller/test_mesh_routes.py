@@ -16,7 +16,12 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from tests.controller.mesh_fixtures import MESH, NAMESPACE, app_pod
+from tests.controller.mesh_fixtures import (
+    MESH,
+    NAMESPACE,
+    app_pod,
+    main_thread_event_loop,  # noqa: F401  (autouse fixture)
+)
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import (

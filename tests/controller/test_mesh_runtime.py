@@ -11,7 +11,14 @@ import jsonpatch
 import kopf
 import pytest
 
-from tests.controller.mesh_fixtures import MESH, NAMESPACE, SERVICE_DNS, app_pod, make_pki
+from tests.controller.mesh_fixtures import (
+    MESH,
+    NAMESPACE,
+    SERVICE_DNS,
+    app_pod,
+    main_thread_event_loop,  # noqa: F401  (autouse fixture)
+    make_pki,
+)
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.config import ControllerConfig, WebhookServer
