@@ -149,6 +149,19 @@ async def test_malformed_review_is_a_client_error_not_a_crash(server: AdmissionS
 
 
 @pytest.mark.asyncio
+async def test_a_pod_the_injector_chokes_on_is_admitted_unchanged(server: AdmissionServer, pki: Pki) -> None:
+    pod = app_pod("orders")
+    pod["spec"]["containers"][0]["ports"][0]["containerPort"] = (
+        "not-a-number"  # the API server would refuse it
+    )
+    status, answer = await call(server, pki, admission_review(pod))
+    assert status == 200 and answer["response"]["allowed"] is True
+    assert "patch" not in answer["response"]
+    assert "InjectionFailed" not in answer["response"]["warnings"][0]
+    assert "admitted without the sidecar" in answer["response"]["warnings"][0]
+
+
+@pytest.mark.asyncio
 async def test_a_client_that_does_not_trust_the_ca_is_refused(server: AdmissionServer) -> None:
     _, other_ca = make_ca()
     other_pem = other_ca.public_bytes(serialization.Encoding.PEM)

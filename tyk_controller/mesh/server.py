@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tyk_controller.config import WebhookServer
 from tyk_controller.mesh.config import MeshConfig
-from tyk_controller.mesh.sidecar import Customise, Injection, plan_injection
+from tyk_controller.mesh.sidecar import Customise, Injection, Problem, plan_injection
 
 log = logging.getLogger("tyk_controller.mesh")
 
@@ -116,7 +116,20 @@ def review_response(
         and not request.get("subResource")
     ):
         namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
-        injection = plan_injection(pod, namespace, mesh, customise)
+        try:
+            injection = plan_injection(pod, namespace, mesh, customise)
+        except Exception as error:  # never block a pod on our own bug: admit it unchanged, say why
+            log.exception("pod in %s: injection failed", namespace)
+            injection = Injection(
+                None,
+                [
+                    Problem(
+                        "",
+                        "InjectionFailed",
+                        f"{type(error).__name__}: {error}; pod admitted without the sidecar",
+                    )
+                ],
+            )
         if injection.patch:
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(json.dumps(injection.patch).encode()).decode()
