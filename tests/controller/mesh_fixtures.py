@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,14 +20,28 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tyk_controller.mesh.config import MeshConfig
 
 
-@pytest.fixture(autouse=True)
-def main_thread_event_loop() -> Iterator[None]:
-    """Leave the main thread with a current event loop after an async test: pytest-asyncio closes its loop and
-    unsets it, and Pulumi's mocks in later tests call asyncio.get_event_loop()."""
-    yield
-    asyncio.set_event_loop(asyncio.new_event_loop())
+class LoopThread:
+    """An event loop on its own thread, for async code under test from plain (sync) tests.
+
+    Not pytest-asyncio: its runner unsets the main thread's event loop when it closes, and the Pulumi-mock
+    tests that run later in the same session need `asyncio.get_event_loop()` to work there.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="test-loop")
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
+T = TypeVar("T")
 NAMESPACE = "shop"
 SERVICE_DNS = "tyk-controller-webhook.tyk.svc"
 MESH = MeshConfig(

@@ -3,30 +3,28 @@ its certificate (as the API server does with the webhook's caBundle), and a cert
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.client
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import kubernetes_validate
 import pytest
-import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.controller.mesh_fixtures import (
     MESH,
     SERVICE_DNS,
+    LoopThread,
     Pki,
     admission_review,
     app_pod,
-    main_thread_event_loop,  # noqa: F401  (autouse fixture)
     make_ca,
     make_pki,
     write_serving_pair,
@@ -48,13 +46,15 @@ def pki(tmp_path: Path) -> Pki:
     return make_pki(tmp_path / "certs")
 
 
-@pytest_asyncio.fixture
-async def server(pki: Pki) -> AsyncIterator[AdmissionServer]:
+@pytest.fixture
+def server(pki: Pki) -> Iterator[AdmissionServer]:
     settings = WebhookServer(port=free_port(), cert_file=str(pki.cert_file), key_file=str(pki.key_file))
     running = AdmissionServer(settings, MESH, host="127.0.0.1", check_interval=0.0)
-    await running.start()
+    loop = LoopThread()
+    loop.run(running.start())
     yield running
-    await running.stop()
+    loop.run(running.stop())
+    loop.close()
 
 
 def client_context(ca_pem: bytes) -> ssl.SSLContext:
@@ -86,14 +86,13 @@ def serving_certificate(port: int, ca_pem: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-async def call(server: AdmissionServer, pki: Pki, body: Any) -> tuple[int, dict[str, Any]]:
-    return await asyncio.to_thread(post, server.port, pki.ca_pem, body)
+def call(server: AdmissionServer, pki: Pki, body: Any) -> tuple[int, dict[str, Any]]:
+    return post(server.port, pki.ca_pem, body)
 
 
-@pytest.mark.asyncio
-async def test_opted_in_pod_is_patched_over_https(server: AdmissionServer, pki: Pki) -> None:
+def test_opted_in_pod_is_patched_over_https(server: AdmissionServer, pki: Pki) -> None:
     review = admission_review(app_pod("orders"))
-    status, answer = await call(server, pki, review)
+    status, answer = call(server, pki, review)
     assert status == 200
     assert (answer["apiVersion"], answer["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
     response = answer["response"]
@@ -108,10 +107,9 @@ async def test_opted_in_pod_is_patched_over_https(server: AdmissionServer, pki: 
     assert "warnings" not in response
 
 
-@pytest.mark.asyncio
-async def test_bad_opt_in_is_allowed_unchanged_with_a_warning(server: AdmissionServer, pki: Pki) -> None:
+def test_bad_opt_in_is_allowed_unchanged_with_a_warning(server: AdmissionServer, pki: Pki) -> None:
     review = admission_review(app_pod("orders", annotations={"injector.tyk.io/port": "grpc"}))
-    status, answer = await call(server, pki, review)
+    status, answer = call(server, pki, review)
     response = answer["response"]
     assert status == 200 and response["allowed"] is True
     assert "patch" not in response and "patchType" not in response
@@ -119,66 +117,58 @@ async def test_bad_opt_in_is_allowed_unchanged_with_a_warning(server: AdmissionS
     assert "'grpc'" in warning and "admitted without the sidecar" in warning
 
 
-@pytest.mark.asyncio
-async def test_reinvocation_of_a_patched_pod_changes_nothing(server: AdmissionServer, pki: Pki) -> None:
+def test_reinvocation_of_a_patched_pod_changes_nothing(server: AdmissionServer, pki: Pki) -> None:
     review = admission_review(app_pod("orders"))
-    _, first = await call(server, pki, review)
+    _, first = call(server, pki, review)
     pod = jsonpatch.apply_patch(
         review["request"]["object"], json.loads(base64.b64decode(first["response"]["patch"]))
     )
-    _, second = await call(server, pki, admission_review(pod))
+    _, second = call(server, pki, admission_review(pod))
     assert second["response"]["allowed"] is True
     assert "patch" not in second["response"]
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
-async def test_only_pod_creation_is_mutated(server: AdmissionServer, pki: Pki, operation: str) -> None:
-    _, answer = await call(server, pki, admission_review(app_pod("orders"), operation=operation))
+def test_only_pod_creation_is_mutated(server: AdmissionServer, pki: Pki, operation: str) -> None:
+    _, answer = call(server, pki, admission_review(app_pod("orders"), operation=operation))
     assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
 
 
-@pytest.mark.asyncio
-async def test_malformed_review_is_a_client_error_not_a_crash(server: AdmissionServer, pki: Pki) -> None:
-    status, answer = await call(
-        server, pki, {"apiVersion": "admission.k8s.io/v1beta1", "request": {"uid": "x"}}
-    )
+def test_malformed_review_is_a_client_error_not_a_crash(server: AdmissionServer, pki: Pki) -> None:
+    status, answer = call(server, pki, {"apiVersion": "admission.k8s.io/v1beta1", "request": {"uid": "x"}})
     assert status == 400 and "admission.k8s.io/v1" in answer["error"]
-    status, _ = await call(server, pki, admission_review(app_pod("orders")))
+    status, _ = call(server, pki, admission_review(app_pod("orders")))
     assert status == 200
 
 
-@pytest.mark.asyncio
-async def test_a_pod_the_injector_chokes_on_is_admitted_unchanged(server: AdmissionServer, pki: Pki) -> None:
+def test_a_pod_the_injector_chokes_on_is_admitted_unchanged(server: AdmissionServer, pki: Pki) -> None:
     pod = app_pod("orders")
     pod["spec"]["containers"][0]["ports"][0]["containerPort"] = (
         "not-a-number"  # the API server would refuse it
     )
-    status, answer = await call(server, pki, admission_review(pod))
+    status, answer = call(server, pki, admission_review(pod))
     assert status == 200 and answer["response"]["allowed"] is True
     assert "patch" not in answer["response"]
     assert "InjectionFailed" not in answer["response"]["warnings"][0]
     assert "admitted without the sidecar" in answer["response"]["warnings"][0]
 
 
-@pytest.mark.asyncio
-async def test_a_client_that_does_not_trust_the_ca_is_refused(server: AdmissionServer) -> None:
+def test_a_client_that_does_not_trust_the_ca_is_refused(server: AdmissionServer) -> None:
     _, other_ca = make_ca()
     other_pem = other_ca.public_bytes(serialization.Encoding.PEM)
     with pytest.raises(ssl.SSLCertVerificationError):
-        await asyncio.to_thread(post, server.port, other_pem, admission_review(app_pod("orders")))
+        post(server.port, other_pem, admission_review(app_pod("orders")))
 
 
-@pytest.mark.asyncio
-async def test_renewed_certificate_is_served_without_a_restart(server: AdmissionServer, pki: Pki) -> None:
-    before = await asyncio.to_thread(serving_certificate, server.port, pki.ca_pem)
+def test_renewed_certificate_is_served_without_a_restart(server: AdmissionServer, pki: Pki) -> None:
+    before = serving_certificate(server.port, pki.ca_pem)
     # Renewal: same CA, new key and certificate, written where the Secret is mounted.
     ca = x509.load_pem_x509_certificate(pki.ca_pem)
     _, _, renewed = write_serving_pair(pki.cert_file.parent, pki.ca_key, ca)
-    after = await asyncio.to_thread(serving_certificate, server.port, pki.ca_pem)
+    after = serving_certificate(server.port, pki.ca_pem)
     assert after.serial_number == renewed.serial_number != before.serial_number
     assert server.tls.reloads == 1
-    status, _ = await call(server, pki, admission_review(app_pod("orders")))
+    status, _ = call(server, pki, admission_review(app_pod("orders")))
     assert status == 200
 
 

@@ -30,8 +30,8 @@ import pytest
 from tests.controller.mesh_fixtures import (
     MESH,
     NAMESPACE,
+    LoopThread,
     app_pod,
-    main_thread_event_loop,  # noqa: F401  (autouse fixture)
 )
 from tests.gateway_emulator import GatewayEmulator
 from tests.gateway_routing import Gateway, GatewayConfig
@@ -240,27 +240,34 @@ def get(url: str, host: str | None = None) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-async def reconcile(api: KubeApiDouble) -> dict[str, str]:
-    kube = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token="t"))
+def reconciled(api: KubeApiDouble) -> dict[str, str]:
+    """One pass of the routes reconciler; the routes ConfigMap's data."""
+
+    async def no_reload() -> None:
+        return None
+
+    async def one_pass() -> None:
+        kube = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token="t"))
+        try:
+            await MeshReconciler(kube, MESH, redis_password="pw", reload=no_reload).reconcile()
+        finally:
+            await kube.close()
+
+    loop = LoopThread()
     try:
-
-        async def no_reload() -> None:
-            return None
-
-        await MeshReconciler(kube, MESH, redis_password="pw", reload=no_reload).reconcile()
+        loop.run(one_pass())
     finally:
-        await kube.close()
+        loop.close()
     config_map = api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP)
     assert config_map is not None
     return dict(config_map["data"])
 
 
-@pytest.mark.asyncio
-async def test_inbound_and_egress_between_two_meshed_services(
+def test_inbound_and_egress_between_two_meshed_services(
     mesh_network: tuple[Network, KubeApiDouble],
 ) -> None:
     network, api = mesh_network
-    routes_data = await reconcile(api)
+    routes_data = reconciled(api)
     for pod in network.pods:
         start_app(pod, pod.spec["metadata"]["labels"]["app"], network)
         start_sidecar(pod, routes_data, network)
@@ -283,12 +290,11 @@ async def test_inbound_and_egress_between_two_meshed_services(
     assert get(f"http://127.0.0.1:{web.ports[80]}/billing/x", host="mesh")[0] == 404
 
 
-@pytest.mark.asyncio
-async def test_mesh_routes_are_never_served_by_the_public_gateways(
+def test_mesh_routes_are_never_served_by_the_public_gateways(
     mesh_network: tuple[Network, KubeApiDouble], tmp_path: Path
 ) -> None:
     _, api = mesh_network
-    routes_data = await reconcile(api)
+    routes_data = reconciled(api)
     assert routes_data
     with GatewayEmulator(tmp_path / "public", reload_interval=0.02) as public:
         client = GatewayClient(public.url, Secret(public.secret), ClientSettings())

@@ -8,19 +8,18 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jsonpatch
 import kopf
 import pytest
-import pytest_asyncio
 
 from tests.controller.mesh_fixtures import (
     MESH,
     NAMESPACE,
+    LoopThread,
     app_pod,
-    main_thread_event_loop,  # noqa: F401  (autouse fixture)
 )
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.kube import KubeClient
@@ -80,11 +79,18 @@ class Reloads:
         self.count += 1
 
 
-@pytest_asyncio.fixture
-async def kube(api: KubeApiDouble) -> AsyncIterator[KubeClient]:
+@pytest.fixture
+def background_loop() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def kube(api: KubeApiDouble, background_loop: LoopThread) -> Iterator[KubeClient]:
     client = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token=TOKEN))
     yield client
-    await client.close()
+    background_loop.run(client.close())
 
 
 def reconciler(kube: KubeClient, reloads: Reloads) -> MeshReconciler:
@@ -115,45 +121,49 @@ def two_services(api: KubeApiDouble) -> None:
     api.apply(service("web", "web"))
 
 
-@pytest.mark.asyncio
-async def test_routes_follow_the_meshed_workloads(api: KubeApiDouble, kube: KubeClient) -> None:
+def test_routes_follow_the_meshed_workloads(
+    api: KubeApiDouble, kube: KubeClient, background_loop: LoopThread
+) -> None:
+    run = background_loop.run
     reloads = Reloads()
     mesh = reconciler(kube, reloads)
     two_services(api)
-    await mesh.reconcile()
+    run(mesh.reconcile())
     assert set(routes(api)) == {"orders.route.json", "shop.web.route.json"}
     orders = routes(api)["orders.route.json"]
     ApiDefinition.model_validate(orders)
     assert orders["domain"] == "mesh"
     assert orders["proxy"]["listen_path"] == "/orders/"
     assert orders["proxy"]["target_url"] == f"http://orders.{NAMESPACE}.svc:80"
-    assert await mesh.reload_if_due() and reloads.count == 1
+    assert run(mesh.reload_if_due()) and reloads.count == 1
 
     # Scaling up: same route, no write at all, no reload.
     before = len(writes(api))
     api.apply(running(app_pod("orders"), "orders-2"))
-    result = await mesh.reconcile()
+    result = run(mesh.reconcile())
     assert (result.writes, len(writes(api)) - before) == (0, 0)
-    assert not await mesh.reload_if_due()
+    assert not run(mesh.reload_if_due())
 
     # Deleting the workload removes its route (and only its route).
     api.delete("v1", "Pod", NAMESPACE, "orders-1")
     api.delete("v1", "Pod", NAMESPACE, "orders-2")
-    await mesh.reconcile()
+    run(mesh.reconcile())
     assert set(routes(api)) == {"shop.web.route.json"}
-    assert await mesh.reload_if_due() and reloads.count == 2
+    assert run(mesh.reload_if_due()) and reloads.count == 2
 
     # The last meshed pod gone: the namespace's ConfigMap and Secret go too.
     api.delete("v1", "Pod", NAMESPACE, "web-1")
-    await mesh.reconcile()
+    run(mesh.reconcile())
     assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is None
     assert api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET) is None
 
 
-@pytest.mark.asyncio
-async def test_a_restarted_controller_converges_without_writes(api: KubeApiDouble, kube: KubeClient) -> None:
+def test_a_restarted_controller_converges_without_writes(
+    api: KubeApiDouble, kube: KubeClient, background_loop: LoopThread
+) -> None:
+    run = background_loop.run
     two_services(api)
-    await reconciler(kube, Reloads()).reconcile()
+    run(reconciler(kube, Reloads()).reconcile())
     secret = api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET)
     assert secret is not None
     assert base64.b64decode(secret["data"][REDIS_PASSWORD_KEY]).decode() == REDIS_PASSWORD
@@ -162,22 +172,24 @@ async def test_a_restarted_controller_converges_without_writes(api: KubeApiDoubl
 
     before = len(writes(api))
     restarted = reconciler(kube, Reloads())
-    result = await restarted.reconcile()
+    result = run(restarted.reconcile())
     assert (result.writes, result.deletes, len(writes(api)) - before) == (0, 0, 0)
     assert restarted.reload_due is None
     kept = api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET)
     assert kept is not None and kept["data"][SIDECAR_SECRET_KEY] == sidecar_secret  # generated once, kept
 
 
-@pytest.mark.asyncio
-async def test_requests_stay_within_the_mesh_rbac(api: KubeApiDouble, kube: KubeClient) -> None:
+def test_requests_stay_within_the_mesh_rbac(
+    api: KubeApiDouble, kube: KubeClient, background_loop: LoopThread
+) -> None:
+    run = background_loop.run
     two_services(api)
     api.apply(service("orders-by-number", "orders", target_port=8080))
     mesh = reconciler(kube, Reloads())
-    await mesh.reconcile()
+    run(mesh.reconcile())
     api.delete("v1", "Pod", NAMESPACE, "orders-1")
     api.delete("v1", "Pod", NAMESPACE, "web-1")
-    await mesh.reconcile()
+    run(mesh.reconcile())
     assert all(r.status < 400 or r.status == 404 for r in api.requests), [
         (r.method, r.path, r.status) for r in api.requests if r.status >= 400
     ]
@@ -188,8 +200,10 @@ async def test_requests_stay_within_the_mesh_rbac(api: KubeApiDouble, kube: Kube
                 assert request.name in SECRET_RESOURCE_NAMES[request.verb]
 
 
-@pytest.mark.asyncio
-async def test_problems_become_events_once(api: KubeApiDouble, kube: KubeClient) -> None:
+def test_problems_become_events_once(
+    api: KubeApiDouble, kube: KubeClient, background_loop: LoopThread
+) -> None:
+    run = background_loop.run
     two_services(api)
     api.apply(service("orders-by-number", "orders", target_port=8080))
     # Opted in but created while the webhook was unavailable (failurePolicy Ignore): no sidecar.
@@ -201,8 +215,8 @@ async def test_problems_become_events_once(api: KubeApiDouble, kube: KubeClient)
     bad = running(app_pod("stock", annotations={"injector.tyk.io/port": "grpc"}), "stock-1")
     api.apply(bad)
     mesh = reconciler(kube, Reloads())
-    await mesh.reconcile()
-    await mesh.reconcile()
+    run(mesh.reconcile())
+    run(mesh.reconcile())
     events = api.list_objects("v1", "Event")
     by_reason = {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in events}
     assert by_reason == {
@@ -247,10 +261,10 @@ def test_egress_route_paths_never_overlap_by_prefix() -> None:
     assert not "/orders-v2/x".startswith(short["proxy"]["listen_path"])
 
 
-@pytest.mark.asyncio
-async def test_refused_opt_ins_get_events_but_no_copy_of_the_redis_password(
-    api: KubeApiDouble, kube: KubeClient
+def test_refused_opt_ins_get_events_but_no_copy_of_the_redis_password(
+    api: KubeApiDouble, kube: KubeClient, background_loop: LoopThread
 ) -> None:
+    run = background_loop.run
     refused = app_pod("orders", annotations={"injector.tyk.io/port": "grpc"})
     refused["metadata"].update(name="orders-1", uid=str(uuid.uuid4()))
     refused["status"] = {"phase": "Running"}
@@ -258,7 +272,7 @@ async def test_refused_opt_ins_get_events_but_no_copy_of_the_redis_password(
     system = running(app_pod("dns"), "dns-1")
     system["metadata"]["namespace"] = "kube-system"
     api.apply(system)
-    await reconciler(kube, Reloads()).reconcile()
+    run(reconciler(kube, Reloads()).reconcile())
     assert api.get("v1", "Secret", NAMESPACE, NAMESPACE_SECRET) is None
     assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is None
     assert api.get("v1", "Secret", "kube-system", NAMESPACE_SECRET) is None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonpatch
@@ -15,8 +16,8 @@ from tests.controller.mesh_fixtures import (
     MESH,
     NAMESPACE,
     SERVICE_DNS,
+    LoopThread,
     app_pod,
-    main_thread_event_loop,  # noqa: F401  (autouse fixture)
     make_pki,
 )
 from tests.gateway_emulator import GatewayEmulator
@@ -60,8 +61,14 @@ def test_config_file_round_trips_the_mesh_section() -> None:
     assert '"sidecarImage"' in original.model_dump_json(by_alias=True)
 
 
-@pytest.mark.asyncio
-async def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(REDIS_PASSWORD_ENV, "pw")
@@ -85,31 +92,27 @@ async def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
         runtime = MeshRuntime(controller_config, kube, client, lambda: leader, "tyk")
         assert runtime.server is not None
         runtime.server.host = "127.0.0.1"
-        await runtime.start()
+        loop = LoopThread()
+        loop.run(runtime.start())
         try:
-            # Standby: serves admission, writes nothing.
+            # Standby: serves admission (a TLS handshake with the program's CA), writes nothing.
             context = ssl.create_default_context(cadata=pki.ca_pem.decode())
-            _, writer = await asyncio.open_connection(
-                "127.0.0.1", runtime.server.port, ssl=context, server_hostname=SERVICE_DNS
-            )
-            writer.close()
-            await asyncio.sleep(0.3)
+            with (
+                socket.create_connection(("127.0.0.1", runtime.server.port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname=SERVICE_DNS),
+            ):
+                pass
+            time.sleep(0.3)
             assert [r for r in api.requests if r.method != "GET"] == []
             leader = True
-            for _ in range(100):
-                if api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None
+            wait_for(lambda: api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None)
             assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is not None
             # The routes changed: one group reload through the gateways' control API.
             reconciler = runtime.reconciler
             assert reconciler is not None
-            for _ in range(100):
-                if reconciler.reloads:
-                    break
-                await asyncio.sleep(0.05)
+            wait_for(lambda: reconciler.reloads > 0)
             assert reconciler.reloads == 1
         finally:
-            await runtime.stop()
-            await kube.close()
+            loop.run(runtime.stop())
+            loop.run(kube.close())
+            loop.close()
