@@ -17,9 +17,17 @@ from components.controller_image import ControllerImage, ControllerImageArgs
 from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
 from components.gateway import TykGateway, TykGatewayArgs
 from components.redis import Redis, RedisArgs
-from components.settings import ConfigError, parse_settings, raw_stack_config, required_secrets
+from components.settings import (
+    ConfigError,
+    config_problem,
+    parse_settings,
+    raw_secret_keys,
+    raw_stack_config,
+    required_secrets,
+)
 from components.storage import SharedStorage, SharedStorageArgs
 from tyk_gateway.loader import declare_definitions
+from tyk_gateway.problems import InputError, debug_enabled
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -34,15 +42,19 @@ def secret_or_generated(config: pulumi.Config, key: str, length: int) -> pulumi.
 
 def main() -> None:
     config = pulumi.Config()
-    settings = parse_settings(raw_stack_config())  # raises ConfigError before any resource is declared
+    stack_file = PROJECT_DIR / f"Pulumi.{pulumi.get_stack()}.yaml"  # where config problems are located
+    raw_config = raw_stack_config()
+    # Raises ConfigError, one line per problem, before any resource is declared.
+    settings = parse_settings(raw_config, stack_file, secret_keys=raw_secret_keys(raw_config))
     missing = [key for key in sorted(required_secrets(settings)) if config.get_secret(key) is None]
     if missing:
         raise ConfigError(
-            "invalid stack configuration:\n"
-            + "\n".join(
-                f"  tyk-aks:{key} = (missing): needed by apiManagement; run `pulumi config set --secret {key} ...`"
-                for key in missing
+            config_problem(
+                [key],
+                f"tyk-aks:{key} = (missing): needed by apiManagement; run `pulumi config set --secret {key} ...`",
+                stack_file,
             )
+            for key in missing
         )
     labels = {"app.kubernetes.io/part-of": "tyk-aks", "app.kubernetes.io/managed-by": "pulumi"}
 
@@ -156,4 +168,9 @@ def main() -> None:
         pulumi.export("kubeconfig", cluster.kubeconfig)
 
 
-main()
+try:
+    main()
+except InputError as error:
+    if debug_enabled():  # the language host prints a traceback for anything but a pulumi.RunError
+        raise RuntimeError(str(error)) from error
+    raise  # a RunError: Pulumi prints its lines, no traceback

@@ -8,14 +8,18 @@ and are read by `__main__` with `Config.get_secret`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,25 +28,44 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tyk_gateway.client import ClientSettings
+from tyk_gateway.problems import InputError, Problem, located
 
 PROJECT = "tyk-aks"
 SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
+# Config namespaces a stack file may use besides the project's own: those of the providers the program uses.
+# Any other namespace is a typo (`tyk_aks:storage`) that would otherwise be silently ignored.
+PROVIDER_NAMESPACES = frozenset({"pulumi", "kubernetes", "azure-native", "random", "tls", "docker-build"})
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_DNS_NAME = re.compile(rf"^(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})+$")
+_DNS_NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})+$")
 _DNS_1123_LABEL = re.compile(rf"^{_DNS_LABEL}$")
 _DNS_1123_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-# Kubernetes resource.Quantity, the forms people write (no exponent notation).
-_QUANTITY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+# Kubernetes resource.Quantity (apimachinery/pkg/api/resource/quantity.go): a signed decimal number, then a
+# binary suffix, a decimal suffix, or a decimal exponent (`1e3`).
+_QUANTITY = re.compile(
+    r"^(?P<sign>[+-]?)(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 
 
-class ConfigError(ValueError):
-    """Invalid stack configuration; the message names each bad `tyk-aks:` key and value."""
+class ConfigError(InputError):
+    """Invalid stack configuration: one line per problem, naming the `tyk-aks:` key and its value, at its
+    `file:line:column` in the stack file when the file is known."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when one candidate is close to `word`, else an empty string."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _hostname(value: str) -> str:
+    if value.startswith("*."):
+        # The first hostname is the gateway's own hostname setting (it then serves only that host) and the
+        # exported URL; neither can be a pattern.
+        raise ValueError("wildcard hostnames are not supported; list each hostname")
     if len(value) > 253 or not _DNS_NAME.match(value):
         raise ValueError(
             f"{value!r} is not a DNS name (lowercase labels separated by dots, e.g. api.example.com)"
@@ -68,19 +91,41 @@ def quantity_value(quantity: str) -> float:
     if match is None:
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 1Gi, 500Mi, 250m, 2)")
     suffix = match["suffix"] or ""
-    factor = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
-    return float(match["number"]) * factor
+    if suffix[:1] in ("e", "E"):
+        factor = 10.0 ** int(suffix[1:])
+    else:
+        factor = _BINARY.get(suffix) or _DECIMAL.get(suffix) or 1
+    return (-1 if match["sign"] == "-" else 1) * float(match["number"]) * factor
+
+
+def _number_as_quantity(value: Any) -> Any:
+    # YAML reads `cpu: 2` or `size: 1` as a number; Kubernetes takes a bare number as a quantity, and so do we.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and "e" not in repr(value):
+        return repr(value)
+    return value
 
 
 def _quantity(value: str) -> str:
-    quantity_value(value)
+    if quantity_value(value) < 0:
+        raise ValueError("a resource quantity can't be negative")
+    return value
+
+
+def _positive_quantity(value: str) -> str:
+    if quantity_value(value) <= 0:
+        raise ValueError("a volume size must be more than 0")
     return value
 
 
 Hostname = Annotated[str, AfterValidator(_hostname)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 ObjectName = Annotated[str, AfterValidator(_dns_subdomain)]
-Quantity = Annotated[str, AfterValidator(_quantity)]
+Quantity = Annotated[str, BeforeValidator(_number_as_quantity), AfterValidator(_quantity)]
+"""A Kubernetes quantity (`500m`, `1Gi`, `2`); zero allowed (a request of nothing)."""
+PositiveQuantity = Annotated[str, BeforeValidator(_number_as_quantity), AfterValidator(_positive_quantity)]
+"""A Kubernetes quantity above zero: a volume size."""
 
 
 class Model(BaseModel):
@@ -107,11 +152,11 @@ AzureFilesSku = Literal[
 
 
 class VolumeSizes(Model):
-    apps: Quantity = "1Gi"
+    apps: PositiveQuantity = "1Gi"
     """Size of the API-definitions share (/mnt/tyk-gateway/apps)."""
-    policies: Quantity = "1Gi"
+    policies: PositiveQuantity = "1Gi"
     """Size of the policies share (/mnt/tyk-gateway/policies)."""
-    middleware: Quantity = "1Gi"
+    middleware: PositiveQuantity = "1Gi"
     """Size of the middleware share (/mnt/tyk-gateway/middleware)."""
 
 
@@ -163,7 +208,7 @@ class RedisSettings(Model):
     """Redis image tag; None keeps the chart's default."""
     architecture: Literal["standalone", "replication"] = "standalone"
     """`replication` adds two read replicas; the gateway writes to the master either way."""
-    persistence_size: Quantity = "1Gi"
+    persistence_size: PositiveQuantity = "1Gi"
     """Size of Redis's data volume."""
     storage_class_name: ObjectName | None = None
     """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
@@ -475,49 +520,135 @@ class StackSettings(Model):
 
 _RELATIVE_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9_.]*) = (?P<value>.+?): (?P<reason>.+)$", re.DOTALL)
 
+ConfigPath = list[str | int]
 
-def _format_errors(error: ValidationError) -> str:
-    lines = []
+
+def config_problem(
+    path: ConfigPath, text: str, source: Path | None = None, full_key: str | None = None
+) -> Problem:
+    """A problem about the stack setting at `path` (`["gateway", "replicas"]`), located in `source` if given.
+
+    `full_key` names a top-level key outside the project's namespace (`tyk_aks:storage`).
+    """
+    if source is None:
+        return Problem(text)
+    if full_key is not None:
+        return located(text, source, ["config", full_key])
+    head = str(path[0]) if path else ""
+    return located(text, source, ["config", (f"{PROJECT}:{head}", head), *path[1:]] if path else ["config"])
+
+
+def _model_at(path: ConfigPath) -> type[BaseModel] | None:
+    """The settings model of the object at `path` (list positions skipped), if it is one."""
+    model: type[BaseModel] = StackSettings
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
+        if field is None:
+            return None
+        nested = _nested_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _unknown_key(path: ConfigPath) -> str:
+    """`unknown key (did you mean 'x'?); known keys: ...` for a key the model at its place doesn't have."""
+    model = _model_at(path[:-1])
+    if model is None:
+        return "unknown key"
+    known = sorted(f.alias or name for name, f in model.model_fields.items())
+    return f"unknown key{did_you_mean(str(path[-1]), known)}; known keys: {', '.join(known)}"
+
+
+def _problems(error: ValidationError, source: Path | None) -> list[Problem]:
+    problems = []
     for item in error.errors():
-        path = [str(part) for part in item["loc"]]
-        key = f"{PROJECT}:{'.'.join(path)}" if path else PROJECT
+        path: ConfigPath = list(item["loc"])
         value = item.get("input")  # pydantic reports the value found at `loc`
         message = str(item["msg"]).removeprefix("Value error, ")
         shown = "(missing)" if item["type"] == "missing" else repr(value)
         # Cross-field validators name the offending sub-key themselves ("sizes.apps = '1Gi': ..."): use it.
         relative = _RELATIVE_KEY.match(message)
         if relative:
-            key = f"{key}.{relative['key']}" if path else f"{PROJECT}:{relative['key']}"
+            path += [int(p) if p.isdigit() else p for p in relative["key"].split(".")]
             shown, message = relative["value"], relative["reason"]
-        lines.append(f"  {key} = {shown}: {message}")
-    return "invalid stack configuration:\n" + "\n".join(lines)
+        key = f"{PROJECT}:{'.'.join(map(str, path))}" if path else PROJECT
+        if item["type"] == "extra_forbidden":
+            problems.append(config_problem(path, f"{key}: {_unknown_key(path)}", source))
+        else:
+            problems.append(config_problem(path, f"{key} = {shown}: {message}", source))
+    return problems
 
 
-def parse_settings(raw_config: Mapping[str, str]) -> StackSettings:
+def parse_settings(
+    raw_config: Mapping[str, str], source: Path | None = None, secret_keys: Collection[str] | None = None
+) -> StackSettings:
     """Validate raw stack config (`{"tyk-aks:gateway": "<json>", ...}`, as Pulumi stores it).
 
-    Raises ConfigError naming every bad key and value. Secret keys are ignored here.
+    Raises ConfigError naming every bad key and value; with `source` (the stack file), each problem carries
+    its position in the file. With `secret_keys` (the keys Pulumi holds encrypted), a secret of the program
+    stored in plain text is a problem too. Keys of other namespaces must be those of the providers the
+    program uses.
     """
     document: dict[str, Any] = {}
-    unknown = []
+    problems: list[Problem] = []
     fields = {field.alias or name for name, field in StackSettings.model_fields.items()}
     for full_key, text in raw_config.items():
         namespace, _, key = full_key.partition(":")
-        if namespace != PROJECT or key in SECRET_KEYS:
+        if namespace != PROJECT:
+            if key and namespace not in PROVIDER_NAMESPACES:
+                hint = did_you_mean(namespace, [PROJECT, *PROVIDER_NAMESPACES])
+                problems.append(
+                    config_problem(
+                        [],
+                        f"{full_key}: unknown config namespace {namespace!r}{hint}; the program reads "
+                        f"`{PROJECT}:<key>` and the providers `{'`, `'.join(sorted(PROVIDER_NAMESPACES))}`",
+                        source,
+                        full_key=full_key,
+                    )
+                )
+            continue
+        if key in SECRET_KEYS:
+            if secret_keys is not None and full_key not in secret_keys:
+                problems.append(
+                    config_problem(
+                        [key],
+                        f"{full_key} is in plain text: encrypt it with `pulumi config set --secret {key} <value>` "
+                        "(and rotate it if it was ever committed)",
+                        source,
+                    )
+                )
             continue
         if key not in fields:
-            unknown.append(f"  {full_key}: unknown key (known: {', '.join(sorted(fields | SECRET_KEYS))})")
+            known = sorted(fields | SECRET_KEYS)
+            hint = did_you_mean(key, known)
+            problems.append(
+                config_problem(
+                    [key], f"{full_key}: unknown key{hint}; known keys: {', '.join(known)}", source
+                )
+            )
             continue
         try:
             document[key] = json.loads(text)
         except (json.JSONDecodeError, TypeError):
             document[key] = text  # plain strings such as `namespace: tyk`
-    if unknown:
-        raise ConfigError("invalid stack configuration:\n" + "\n".join(unknown))
     try:
-        return StackSettings.model_validate(document)
+        settings = StackSettings.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(_format_errors(error)) from None
+        problems += _problems(error, source)
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 def required_secrets(settings: StackSettings) -> set[str]:
@@ -527,6 +658,15 @@ def required_secrets(settings: StackSettings) -> set[str]:
     reach it, so managing API definitions needs it set.
     """
     return {"apiSecret"} if settings.api_management.enabled else set()
+
+
+def raw_secret_keys(raw_config: Mapping[str, str]) -> set[str]:
+    """The keys of `raw_config` that Pulumi holds as secrets (encrypted in the stack file)."""
+    from pulumi.runtime import config as runtime_config
+
+    return {key for key in raw_config if runtime_config.is_config_secret(key)} | set(
+        runtime_config.get_config_secret_keys_env()
+    )
 
 
 def raw_stack_config() -> dict[str, str]:

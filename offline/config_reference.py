@@ -6,8 +6,8 @@ literal right below a field), read from the source with `ast` because the model 
 `use_attribute_docstrings`; a `Field(description=...)` wins when set.
 
     python -m offline.config_reference            # print the reference
-    python -m offline.config_reference --write    # update README.md between the config-reference markers
-    python -m offline.config_reference --check    # exit 1 if README.md is out of date
+    python -m offline.config_reference --write    # update docs/configuration.md between the config-reference markers
+    python -m offline.config_reference --check    # exit 1 if docs/configuration.md is out of date
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pydantic_core import PydanticUndefined
 from components.settings import PROJECT, SECRET_KEYS, StackSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-README = PROJECT_DIR / "README.md"
+REFERENCE = PROJECT_DIR / "docs" / "configuration.md"
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
 
@@ -45,6 +45,7 @@ VALIDATED_STRINGS = {
     "_dns_label": "DNS label",
     "_dns_subdomain": "object name",
     "_quantity": "quantity",
+    "_positive_quantity": "quantity (> 0)",
 }
 
 # Secrets are Pulumi secrets, not model fields (`SECRET_KEYS`); described here, checked against the model.
@@ -207,7 +208,7 @@ def rows(model: type[BaseModel] = StackSettings, prefix: str = "") -> Iterator[R
 
 
 def render() -> str:
-    """The Markdown reference (without the README markers)."""
+    """The Markdown reference (without the markers)."""
     lines = [
         f"Generated from `components/settings.py` by `python -m offline.config_reference --write`. Keys are "
         f"`{PROJECT}:<key>` in `Pulumi.<stack>.yaml` (objects as YAML objects); from the CLI use "
@@ -235,7 +236,7 @@ def replace_block(document: str, generated: str) -> str:
     start = document.find(START_MARKER)
     end = document.find(END_MARKER)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {START_MARKER} ... {END_MARKER} block")
+        raise ValueError(f"no {START_MARKER} ... {END_MARKER} block")
     return document[: start + len(START_MARKER)] + "\n" + generated + document[end:]
 
 
@@ -244,7 +245,7 @@ def current_block(document: str) -> str:
     start = document.find(START_MARKER)
     end = document.find(END_MARKER)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {START_MARKER} ... {END_MARKER} block")
+        raise ValueError(f"no {START_MARKER} ... {END_MARKER} block")
     return document[start + len(START_MARKER) + 1 : end]
 
 
@@ -253,26 +254,30 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m offline.config_reference", description=__doc__.split("\n\n")[0]
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="update README.md between the markers")
-    group.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    group.add_argument(
+        "--write", action="store_true", help="update docs/configuration.md between the markers"
+    )
+    group.add_argument(
+        "--check", action="store_true", help="exit 1 when docs/configuration.md is out of date"
+    )
     args = parser.parse_args(argv)
     generated = render()
     if args.write:
-        document = README.read_text(encoding="utf-8")
+        document = REFERENCE.read_text(encoding="utf-8")
         updated = replace_block(document, generated)
         if updated != document:
-            README.write_text(updated, encoding="utf-8")
-            print(f"updated {README.name}")
+            REFERENCE.write_text(updated, encoding="utf-8")
+            print(f"updated {REFERENCE.relative_to(PROJECT_DIR)}")
         else:
-            print(f"{README.name} is up to date")
+            print(f"{REFERENCE.relative_to(PROJECT_DIR)} is up to date")
         return 0
     if args.check:
-        if current_block(README.read_text(encoding="utf-8")) != generated:
+        if current_block(REFERENCE.read_text(encoding="utf-8")) != generated:
             print(
-                f"{README.name}: the config reference is out of date; run `python -m offline.config_reference --write`"
+                f"{REFERENCE.relative_to(PROJECT_DIR)}: the config reference is out of date; run `python -m offline.config_reference --write`"
             )
             return 1
-        print(f"{README.name}: the config reference is up to date")
+        print(f"{REFERENCE.relative_to(PROJECT_DIR)}: the config reference is up to date")
         return 0
     sys.stdout.write(generated)
     return 0

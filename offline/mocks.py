@@ -3,13 +3,20 @@
 `pulumi.runtime.Mocks` only sees a resource's type, name and inputs; the recording monitor also keeps the
 parent, the explicit dependencies and the options the engine would receive, so tests can assert ordering
 (e.g. the gateway release waits for its volumes) and the plan can print a tree.
+
+Registrations reach the monitor from the SDK's thread pool once each resource's inputs have resolved, so their
+order changes from run to run. The order a plan prints is the order the program *declares* its resources in
+(constructor calls, which run synchronously in program order), recorded by a stack transformation: the same
+program and stack file always print the same plan.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,10 +240,34 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
         self.stack_outputs: dict[str, Any] = {}
+        self.declared: dict[tuple[str, str], int] = {}
         self._stack_urn = ""
+        self._loops: dict[int, asyncio.AbstractEventLoop] = {}
+
+    def record_declaration(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation (`pulumi.runtime.register_stack_transformation`) noting declaration order.
+
+        Transformations run inside each resource's constructor, before anything is awaited, so this sees the
+        resources in the order the program's code declares them, whatever order their registrations finish in.
+        """
+        self.declared.setdefault((args.type_, args.name), len(self.declared))
+
+    def in_declaration_order(self) -> list[RecordedResource]:
+        """The recorded resources in the order the program declared them; any it didn't see (e.g. default
+        providers) after them, by `type::name`."""
+        unseen = len(self.declared)
+        return sorted(self.recorded, key=lambda r: (self.declared.get((r.type, r.name), unseen), r.key))
+
+    def thread_loops(self) -> list[asyncio.AbstractEventLoop]:
+        """The event loops the monitor's calls ran with, one per calling thread (the caller closes them)."""
+        return list(self._loops.values())
+
+    def _note_loop(self) -> None:
+        self._loops[threading.get_ident()] = pulumi_mocks._ensure_event_loop()
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
+        self._note_loop()
         if request.type == "pulumi:pulumi:Stack":
             self._stack_urn = response.urn
             return response
@@ -263,7 +294,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
+    def Invoke(self, request: Any) -> Any:
+        response = super().Invoke(request)
+        self._note_loop()
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self._note_loop()
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:
+        self._note_loop()
         if request.urn == self._stack_urn:
             pulumi_mocks._ensure_event_loop()
             self.stack_outputs.update(rpc.deserialize_properties(request.outputs, keep_unknowns=True))

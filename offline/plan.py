@@ -5,6 +5,10 @@ registration. Secrets are masked; an encrypted (`secure:`) value, which can't be
 secrets provider, is replaced by a placeholder secret, as is `apiSecret` when the stack manages API
 definitions and doesn't set it.
 
+The output is deterministic: resources in the order the program declares them, keys sorted, generated keys
+and certificates derived from their inputs. Bad input (stack file, definition files) prints one
+`error: file:line:column: problem` line per problem and exits 1 (`TYK_AKS_DEBUG=1` adds the traceback).
+
     python -m offline.plan dev                # tree of resources with their inputs
     python -m offline.plan prod --json        # the same as JSON (input of `python -m offline.diff`)
 """
@@ -31,12 +35,25 @@ from pulumi.runtime import settings as pulumi_settings
 
 from components.settings import PROJECT, ConfigError, parse_settings, required_secrets
 from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, mask
+from tyk_gateway.problems import InputError, Problem, debug_enabled, shown_path, syntax_problem
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PLACEHOLDER_PREFIX = "offline-placeholder-"
 # Environment variables that would make a plan depend on the machine rather than on the code and the stack
 # file: the Kubernetes SDK copies $KUBECONFIG and PULUMI_K8S_* into provider inputs, and PULUMI_CONFIG*
 # adds config keys.
+# Errors the program raises for bad input (stack file, definition files): reported as one line per problem,
+# without a traceback unless TYK_AKS_DEBUG is set.
+PROGRAM_ERRORS: tuple[type[Exception], ...] = (InputError,)
+
+
+def problem_lines(error: BaseException) -> list[str]:
+    """One line per problem of a bad-input error."""
+    if isinstance(error, InputError):
+        return error.lines
+    return [line.strip() for line in str(error).splitlines() if line.strip()]
+
+
 MACHINE_ENV = re.compile(r"^(KUBECONFIG|PULUMI_K8S_.*|PULUMI_CONFIG.*|PYTHONPATH)$")
 
 
@@ -50,6 +67,28 @@ def machine_independent_environment() -> Iterator[dict[str, str]]:
         yield dict(os.environ)
     finally:
         os.environ.update(removed)
+
+
+@contextlib.contextmanager
+def own_event_loops(monitor: RecordingMonitor) -> Iterator[None]:
+    """Run a plan on a fresh event loop and close every loop the run created, the mock monitor's included.
+
+    The SDK sends registrations through the loop's default thread pool, and the mock monitor gives each pool
+    thread an event loop of its own that nothing closes. Left open, those loops are finalized during interpreter
+    shutdown, after their self-pipe sockets, and `BaseEventLoop.__del__` prints "Exception ignored ... Invalid
+    file descriptor". Closing them here, when the run ends, removes that.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())  # joins the pool threads
+        for thread_loop in monitor.thread_loops():
+            if thread_loop is not loop and not thread_loop.is_running():
+                thread_loop.close()
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 @dataclass
@@ -72,23 +111,36 @@ class Plan:
         return next(r for r in self.resources if r.urn == urn)
 
     def to_json(self) -> dict[str, Any]:
-        """The plan with secrets masked: what the offline diff compares."""
+        """The plan with secrets masked: what the offline diff compares.
+
+        `order` is each resource's place in declaration order, so a plan read back from (key-sorted) JSON
+        prints and diffs in the same order as the plan it was saved from.
+        """
         urn_keys = {r.urn: r.key for r in self.resources}
         return {
             "stack": self.stack,
             "resources": {
                 r.key: {
+                    "order": index,
                     "type": r.type,
                     "name": r.name,
                     "parent": urn_keys.get(r.parent_urn),
+                    "provider": urn_keys.get(r.provider.rsplit("::", 1)[0]) if r.provider else None,
                     "dependsOn": sorted(urn_keys.get(u, u) for u in r.dependencies),
                     "inputs": _integral_floats_as_ints(mask(_without_provider_blob(r.inputs))),
+                    **_options(r),
                 }
-                for r in self.resources
+                for index, r in enumerate(self.resources)
             },
             "outputs": _integral_floats_as_ints(mask(self.outputs)),
             "notes": self.notes,
         }
+
+
+def _options(resource: RecordedResource) -> dict[str, Any]:
+    # Only the options that change what a diff means (a replacement), and only when set.
+    replace_on_changes = resource.options.get("replaceOnChanges") or []
+    return {"options": {"replaceOnChanges": sorted(replace_on_changes)}} if replace_on_changes else {}
 
 
 def _integral_floats_as_ints(value: Any) -> Any:
@@ -120,7 +172,12 @@ def read_stack_config(
             p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml")
         )
         raise SystemExit(f"no stack file {path.name} (stacks here: {', '.join(known)})")
-    document = yaml.safe_load(path.read_text()) or {}
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError([syntax_problem(path, error)]) from None
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise ConfigError([Problem("expected a mapping with a `config:` mapping", shown_path(path))])
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     notes: list[str] = []
@@ -166,11 +223,6 @@ def run_program(
             )
 
     monitor = monitor or RecordingMonitor(OfflineMocks())
-    # A new root stack per run: set_mocks keeps an existing one, and with it the previous run's exports.
-    pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys)
-
     program = project_dir / "__main__.py"
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
@@ -190,9 +242,16 @@ def run_program(
         runpy.run_path(str(program), run_name="__pulumi_program__")
         return asyncio.ensure_future(collect_outputs())
 
-    with machine_independent_environment():
+    with machine_independent_environment(), own_event_loops(monitor):
+        # A new root stack per run: set_mocks keeps an existing one, and with it the previous run's exports.
+        pulumi_settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(
+            monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(config, secret_keys)
+        pulumi.runtime.register_stack_transformation(monitor.record_declaration)
         run()
-    return Plan(stack=stack, resources=list(monitor.recorded), outputs=outputs, notes=notes)
+    return Plan(stack=stack, resources=monitor.in_declaration_order(), outputs=outputs, notes=notes)
 
 
 def _render_value(value: Any, indent: str) -> list[str]:
@@ -237,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         plan = run_program(args.stack)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except PROGRAM_ERRORS as error:
+        if debug_enabled():
+            raise
+        for line in problem_lines(error):
+            print(f"error: {line}", file=sys.stderr)
         return 1
     print(json.dumps(plan.to_json(), indent=2, sort_keys=True) if args.json else render_tree(plan))
     return 0

@@ -7,6 +7,11 @@ Secret, a webhook's `caBundle`) could be checked. These state functions do what 
 signing CA, so tests can parse and verify what the program builds. Private keys come back as secrets, as the
 real engine marks them (`additional_secret_outputs` of the SDK classes).
 
+Generated material is deterministic, so that a plan is the same bytes on every run: keys, serial numbers and
+signatures derive from a seed made of the resource's type, name and inputs (deterministic ECDSA, RFC 6979),
+and the clock of validity periods is the start of the current UTC day. Unpredictable keys would only matter
+for real certificates; these never leave the offline plan and the tests.
+
 Importing this module registers the functions with `offline.mocks` (idempotent).
 """
 
@@ -16,7 +21,8 @@ import base64
 import datetime
 import hashlib
 import ipaddress
-import secrets
+import json
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -116,6 +122,71 @@ def _hash_for(key: PrivateKeyType) -> hashes.HashAlgorithm | None:
     return hashes.SHA256()
 
 
+def clock() -> datetime.datetime:
+    """The validity clock of offline certificates: the start of the current UTC day (stable within a day)."""
+    return datetime.datetime.now(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _seed(args: pulumi.runtime.MockResourceArgs) -> bytes:
+    """What a resource's generated material derives from: its type, name and inputs."""
+    text = json.dumps([args.typ, args.name, reveal(args.inputs)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _seeded_int(seed: bytes, label: str, bits: int) -> int:
+    return int.from_bytes(hashlib.shake_256(seed + label.encode()).digest((bits + 7) // 8)) >> (-bits % 8)
+
+
+_SMALL_PRIMES = [n for n in range(3, 2000, 2) if all(n % d for d in range(3, int(n**0.5) + 1, 2))]
+
+
+def _probable_prime(rng: random.Random, bits: int) -> int:
+    while True:
+        candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1  # top two bits set: p*q has 2*bits bits
+        if any(candidate % p == 0 for p in _SMALL_PRIMES):
+            continue
+        d, r = candidate - 1, 0
+        while d % 2 == 0:
+            d, r = d // 2, r + 1
+        for _ in range(8):  # Miller-Rabin rounds: plenty for random (not adversarial) candidates this large
+            x = pow(rng.randrange(2, candidate - 1), d, candidate)
+            if x in (1, candidate - 1):
+                continue
+            for _ in range(r - 1):
+                x = pow(x, 2, candidate)
+                if x == candidate - 1:
+                    break
+            else:
+                break
+        else:
+            return candidate
+
+
+def _rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
+    rng = random.Random(int.from_bytes(seed))
+    e = 65537
+    while True:
+        p, q = _probable_prime(rng, bits // 2), _probable_prime(rng, bits - bits // 2)
+        phi = (p - 1) * (q - 1)
+        if p != q and phi % e != 0:
+            break
+    d = pow(e, -1, phi)
+    numbers = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(e, p * q),
+    )
+    return numbers.private_key()
+
+
+def _sign_options(key: PrivateKeyType) -> dict[str, Any]:
+    return {"ecdsa_deterministic": True} if isinstance(key, ec.EllipticCurvePrivateKey) else {}
+
+
 def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -163,9 +234,10 @@ def _build_certificate(
     signing_key: PrivateKeyType,
     alternative_names: list[x509.GeneralName],
     authority_key_id: bytes | None,
+    seed: bytes,
 ) -> tuple[x509.Certificate, dict[str, Any]]:
     hours = int(inputs["validityPeriodHours"])
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    now = clock()
     not_after = now + datetime.timedelta(hours=hours)
     is_ca = bool(inputs.get("isCaCertificate"))
     if is_ca and len(subject) == 0:
@@ -182,7 +254,7 @@ def _build_certificate(
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(secrets.randbits(127) + 1)
+        .serial_number(_seeded_int(seed, "serial", 127) + 1)
         .not_valid_before(now)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
@@ -198,7 +270,7 @@ def _build_certificate(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier(authority_key_id, None, None), critical=False
         )
-    certificate = builder.sign(signing_key, _hash_for(signing_key))  # type: ignore[arg-type]
+    certificate = builder.sign(signing_key, _hash_for(signing_key), **_sign_options(signing_key))  # type: ignore[arg-type]
     early_renewal = int(inputs.get("earlyRenewalHours") or 0)
     computed = {
         "certPem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
@@ -243,17 +315,19 @@ def private_key_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     algorithm = str(inputs.get("algorithm") or "RSA").upper()
     key: PrivateKeyType
     if algorithm == "RSA":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=int(inputs.get("rsaBits") or 2048))
+        key = _rsa_key(_seed(args), int(inputs.get("rsaBits") or 2048))
         # PKCS#1 ("RSA PRIVATE KEY") and SEC 1 ("EC PRIVATE KEY"), as the provider writes them.
         pem_format = serialization.PrivateFormat.TraditionalOpenSSL
     elif algorithm == "ECDSA":
         curve = str(inputs.get("ecdsaCurve") or "P224")
         if curve not in _CURVES:
             raise ValueError(f"ecdsa_curve: unsupported curve {curve!r}")
-        key = ec.generate_private_key(_CURVES[curve]())
+        ec_curve = _CURVES[curve]()
+        # Below 2**(size-1): always under the group order, never zero.
+        key = ec.derive_private_key(_seeded_int(_seed(args), "ecdsa", ec_curve.key_size - 1) | 1, ec_curve)
         pem_format = serialization.PrivateFormat.TraditionalOpenSSL
     elif algorithm == "ED25519":
-        key = ed25519.Ed25519PrivateKey.generate()
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.shake_256(_seed(args)).digest(32))
         pem_format = serialization.PrivateFormat.PKCS8
     else:
         raise ValueError(f"algorithm: unsupported value {algorithm!r}")
@@ -301,6 +375,7 @@ def self_signed_cert_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, A
         signing_key=key,
         alternative_names=_alternative_names(inputs),
         authority_key_id=authority,
+        seed=_seed(args),
     )
     return {**args.inputs, **computed, "keyAlgorithm": _key_algorithm(key)}
 
@@ -315,7 +390,7 @@ def cert_request_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     names = _alternative_names(inputs)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    request = builder.sign(key, _hash_for(key))  # type: ignore[arg-type]
+    request = builder.sign(key, _hash_for(key), **_sign_options(key))  # type: ignore[arg-type]
     return {
         **args.inputs,
         "certRequestPem": request.public_bytes(serialization.Encoding.PEM).decode(),
@@ -363,6 +438,7 @@ def locally_signed_cert_state(args: pulumi.runtime.MockResourceArgs) -> dict[str
         signing_key=ca_key,
         alternative_names=alternative_names,
         authority_key_id=authority,
+        seed=_seed(args),
     )
     return {**args.inputs, **computed, "caKeyAlgorithm": _key_algorithm(ca_key)}
 

@@ -47,6 +47,7 @@ class GatewayConfig:
     enable_strict_routes: bool = True  # chart: gateway.enableStrictRoutes: true
     hostname: str = ""  # TYK_GW_HOSTNAME: the chart's gateway.hostName is not rendered into it
     listen_port: int = 8080
+    control_api_port: int = 0  # whitelisted too (setupPortsWhitelist), for the listen port's protocol
     use_ssl: bool = False
     skip_url_cleaning: bool = False
     disable_ports_whitelist: bool = False
@@ -190,10 +191,14 @@ class Gateway:
             counts[key] = counts.get(key, 0) + 1
         for spec in specs:
             self._load(spec, counts, previously_loaded or {})
-        # proxyMux.serve -> generateListener: a port other than the global one needs the whitelist.
+        # proxyMux.serve -> generateListener checks the whitelist, to which setupPortsWhitelist (server.go)
+        # has added the listen and control ports for the listen port's protocol.
+        main_protocol = "https" if conf.use_ssl else "http"
         for port, listener in list(self.listeners.items()):
-            allowed = conf.ports_whitelist.get(listener.protocol, frozenset())
-            if port != conf.listen_port and not conf.disable_ports_whitelist and port not in allowed:
+            allowed = set(conf.ports_whitelist.get(listener.protocol, frozenset()))
+            if listener.protocol == main_protocol:
+                allowed |= {conf.listen_port, conf.control_api_port}
+            if not conf.disable_ports_whitelist and port not in allowed:
                 for route in listener.routes:
                     self.refused[str(route.api.get("api_id"))] = (
                         f"{listener.protocol}:{port} trying to open disabled port"

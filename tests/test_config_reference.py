@@ -1,4 +1,5 @@
-"""The README's configuration reference is generated from the pydantic model and kept in sync."""
+"""The configuration reference (docs/configuration.md) is generated from the pydantic model and kept in sync;
+the README and the docs it links to stay true to the program."""
 
 from __future__ import annotations
 
@@ -21,11 +22,19 @@ from components.settings import (
 )
 from offline import config_reference as ref
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+README = PROJECT_DIR / "README.md"
+DOCS = PROJECT_DIR / "docs"
 
 
-def test_readme_block_is_generated_from_the_model() -> None:
-    block = ref.current_block(README.read_text(encoding="utf-8"))
+def all_docs() -> str:
+    """The README and every page of docs/, as one text."""
+    pages = [README, *sorted(DOCS.glob("*.md"))]
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
+
+
+def test_reference_block_is_generated_from_the_model() -> None:
+    block = ref.current_block(ref.REFERENCE.read_text(encoding="utf-8"))
     assert block == ref.render(), "run `python -m offline.config_reference --write`"
 
 
@@ -65,7 +74,7 @@ def _config_paths(value: Any, prefix: str) -> set[str]:
     return {prefix}
 
 
-@pytest.mark.parametrize("stack_file", sorted(README.parent.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("stack_file", sorted(PROJECT_DIR.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
 def test_every_key_the_stack_files_use_is_documented(stack_file: Path) -> None:
     config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
     rows = {row.key for row in ref.rows()} | set(SECRET_KEYS)
@@ -149,19 +158,19 @@ def test_readme_fresh_machine_commands() -> None:
     readme = README.read_text(encoding="utf-8")
     assert "./run plan dev    #" in readme
     assert "./run test        #" in readme
-    run = (README.parent / "run").read_text()
-    for command in ("plan)", "diff)", "test)"):
+    run = (PROJECT_DIR / "run").read_text()
+    for command in ("plan)", "diff)", "test)", "bench)"):
         assert command in run, f"./run has no {command[:-1]} command"
 
 
 def test_readme_names_the_objects_the_program_creates() -> None:
     from components.gateway import API_SECRET_NAME, CONTROL_SERVICE_NAME, DEPLOYMENT_NAME
 
-    readme = README.read_text(encoding="utf-8")
+    readme = all_docs()
     assert f"svc/{CONTROL_SERVICE_NAME} 9696:9696" in readme
     assert f"deployment/{DEPLOYMENT_NAME}" in readme
     assert f"`{API_SECRET_NAME}`" in readme
-    local = yaml.safe_load((README.parent / "Pulumi.local.yaml").read_text())["config"]
+    local = yaml.safe_load((PROJECT_DIR / "Pulumi.local.yaml").read_text())["config"]
     assert "--name tyk " in readme and local["tyk-aks:cluster"]["context"] == "kind-tyk"
     assert local["tyk-aks:gateway"]["hostnames"][0] in readme
 
@@ -173,3 +182,32 @@ def test_readme_mermaid_diagram_names_the_shared_folders() -> None:
     diagram = readme[readme.index("```mermaid") : readme.index("```", readme.index("```mermaid") + 3)]
     for path in GATEWAY_FOLDERS.values():
         assert path in diagram
+
+
+def test_links_between_readme_and_docs_resolve() -> None:
+    """Every relative link of the README and docs/ names an existing file and, with a #fragment, a heading."""
+    import re
+
+    def anchors(page: Path) -> set[str]:
+        headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), flags=re.MULTILINE)
+        return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+    checked = 0
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: broken link {target}"
+            if fragment:
+                assert fragment in anchors(linked), f"{page.name}: no heading for {target}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_readme_links_every_docs_page() -> None:
+    readme = README.read_text(encoding="utf-8")
+    for page in sorted(DOCS.glob("*.md")):
+        assert f"docs/{page.name}" in readme, f"README doesn't link docs/{page.name}"

@@ -115,7 +115,7 @@ def test_added_removed_changed_unchanged() -> None:
     assert result.has_changes
 
     text = render(result)
-    assert "1 to add, 1 to remove, 1 to change, 1 unchanged" in text
+    assert "1 to create, 1 to update, 0 to replace, 1 to delete, 1 unchanged" in text
     assert "+ azure-native:resources:ResourceGroup  cluster-rg" in text
     assert '+     location: "westeurope"' in text
     assert "- kubernetes:storage.k8s.io/v1:StorageClass  storage-class" in text
@@ -250,8 +250,8 @@ def test_cli_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (
         ["dev"],
         ["dev", "prod", "local"],
-        ["--base", "main", "dev", "prod"],
         ["--base", "main", "dev@x"],
+        ["--base", "main", "dev", "prod.json"],
     ):
         with pytest.raises(SystemExit) as error:
             diff.main(argv)
@@ -269,6 +269,11 @@ def test_sources() -> None:
     with pytest.raises(ValueError):
         Source.parse("@main")
     assert diff.sources_from_args(["dev"], "main") == (Source("dev", "main"), Source("dev"))
+    # With --base, several stacks: one diff each (the pull-request comment covers every stack file).
+    assert diff.pairs_from_args(["dev", "prod"], "main") == [
+        (Source("dev", "main"), Source("dev")),
+        (Source("prod", "main"), Source("prod")),
+    ]
 
 
 def test_machine_environment_is_dropped_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,5 +438,5 @@ def test_cli_base_revision_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert "Offline plan: dev@HEAD → dev (working tree)" in result.stdout
-    assert "0 to add, 0 to remove, 1 to change" in result.stdout
+    assert "0 to create, 1 to update, 0 to replace, 0 to delete" in result.stdout
     assert "values.tyk-gateway.gateway.replicaCount: 2 → 4" in result.stdout

@@ -3,7 +3,8 @@
 How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader.go``, gorilla/mux v1.8.1):
 
 * One API definition per (host, path, pathType, scheme) of an Ingress. Its ``domain`` is the rule's host
-  (``*.foo.com`` becomes the mux host template ``{wildcard}.foo.com``: ``{x}`` matches exactly one DNS label);
+  (``*.foo.com`` becomes the mux host template ``{wildcard}.foo.com``: ``{x}`` matches exactly one DNS label;
+  precise hosts under it are left out of the label pattern, so they take precedence, ``gateway_domain``);
   a rule without host has no ``domain``. The gateway puts every API with a ``domain`` before every API
   without one (``sortSpecsByListenPath`` with ``enable_custom_domains``), so host rules take precedence over
   host-less rules, as in Kubernetes.
@@ -20,6 +21,10 @@ How the Kubernetes semantics map onto the gateway's router (``gateway/api_loader
 * The Ingress's backend port is the Service port: by number, or by name through the Service's
   ``spec.ports``. The target is ``http://<service>.<namespace>.svc:<port>``; paths are passed on unchanged
   (``strip_listen_path: false``), as Kubernetes specifies.
+* Across Ingresses, ``resolve_conflicts`` keeps two of them from claiming the same host and path (the
+  gateway would rename both and serve neither).
+
+User-facing description: ``docs/ingress-controller.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +58,9 @@ LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 #: Mux variables appended to a Kubernetes path to get Kubernetes matching from a prefix router.
 PREFIX_MATCHER = {"http": "{http:/|$}", "https": "{https:/|$}"}
 EXACT_MATCHER = {"http": "{http_exact:$}", "https": "{https_exact:$}"}
-#: ``Prefix /`` when the same host also has ``Exact /``: every path but ``/`` itself (see ``_listen_path``).
+#: ``Prefix /`` when the same host also has ``Exact /``: every path but ``/`` itself (``listen_path_for``).
 ROOT_BUT_EXACT = {"http": "/{http:.+}", "https": "/{https:.+}"}
+#: ``Prefix /``; the HTTPS one matches the same but is another string (the collision check ignores ports).
 ROOT_PREFIX = {"http": "/", "https": "/{https:.*}"}
 
 _API_ID_PREFIX = "ingress"
@@ -62,6 +68,7 @@ _WILDCARD_LABEL = "{wildcard}"
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Characters the mux template syntax or the gateway's loader would misread in a literal path.
 _UNSAFE_PATH_CHARS = set("{} \t\r\n")
+_REGEX_CHARS = set("*+?()[]^$|\\")
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,16 @@ class Route:
 
 
 def ingress_handled(
-    ingress: Mapping[str, Any], config: ControllerConfig, *, default_class: bool = False
+    ingress: Mapping[str, Any],
+    config: ControllerConfig,
+    *,
+    default_class: bool = False,
+    classes: Collection[str] = (),
 ) -> bool:
     """Whether this controller serves the Ingress.
 
-    ``spec.ingressClassName`` wins when set: it must equal ``config.ingress_class`` (the runtime only lets
-    IngressClasses whose ``spec.controller`` is ``config.controller_name`` through, by naming one here).
+    ``spec.ingressClassName`` wins when set: it must be ``config.ingress_class`` or one of ``classes`` (the
+    runtime may pass the names of the IngressClasses whose ``spec.controller`` is ``config.controller_name``).
     Without it, the legacy annotation ``kubernetes.io/ingress.class`` decides. With neither, the Ingress is
     served only when the IngressClass ``config.ingress_class`` is marked as the cluster default
     (``ingressclass.kubernetes.io/is-default-class: "true"``); the runtime passes that as ``default_class``.
@@ -115,7 +126,7 @@ def ingress_handled(
     spec = ingress.get("spec") or {}
     class_name = spec.get("ingressClassName")
     if class_name:
-        return bool(class_name == config.ingress_class)
+        return bool(class_name == config.ingress_class or class_name in classes)
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     legacy = annotations.get(LEGACY_CLASS_ANNOTATION)
     if legacy is not None:  # compared case-insensitively, as tyk-k8s did
@@ -149,11 +160,57 @@ def api_id_for(namespace: str, name: str, host: str, path: str, path_type: str, 
 # --- paths and hosts --------------------------------------------------------------------------------
 
 
-def gateway_domain(host: str) -> str:
-    """The API ``domain`` for an Ingress host ("" for none): ``*.foo.com`` -> ``{wildcard}.foo.com``."""
-    if host.startswith("*."):
-        return _WILDCARD_LABEL + host[1:]
-    return host
+def gateway_domain(host: str, precise_hosts: Iterable[str] = ()) -> str:
+    """The API ``domain`` for an Ingress host ("" for none): ``*.foo.com`` -> ``{wildcard}.foo.com``.
+
+    A precise host takes precedence over a wildcard that also matches it (as in ingress-nginx and the Gateway
+    API), but the gateway would pool both hosts' APIs and pick by path length. So when ``precise_hosts``
+    has names under the wildcard, the wildcard's label pattern excludes their first labels:
+    ``{wildcard:[^.a][^.]*|a[^.][^.]*}.foo.com`` for ``a.foo.com``. Plain alternatives without groups: mux
+    refuses capturing groups, and a ``(?:`` would put a ``:`` in the host pattern, which makes mux compare
+    the request's port too.
+    """
+    if not host.startswith("*."):
+        return host
+    suffix = host[1:]
+    labels = sorted(
+        {h[: -len(suffix)] for h in precise_hosts if h.endswith(suffix) and h[: -len(suffix)].count(".") == 0}
+        - {""}
+    )
+    if not labels:
+        return _WILDCARD_LABEL + suffix
+    return "{wildcard:" + _label_not_in(labels) + "}" + suffix
+
+
+def _label_not_in(labels: list[str]) -> str:
+    """An RE2 alternation matching one DNS label that is none of ``labels`` (a complement over their trie)."""
+    end = ""
+    trie: dict[str, Any] = {}
+    for label in labels:
+        node = trie
+        for char in label:
+            node = node.setdefault(char, {})
+        node[end] = {}
+    alternatives: list[str] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        children = sorted(key for key in node if key != end)
+        excluded = "".join("\\-" if c == "-" else re.escape(c) for c in children)
+        alternatives.append(f"{re.escape(prefix)}[^.{excluded}][^.]*")
+        if prefix and end not in node:
+            alternatives.append(re.escape(prefix))
+        for child in children:
+            walk(node[child], prefix + child)
+
+    walk(trie, "")
+    return "|".join(alternatives)
+
+
+def wildcard_host_of(domain: str) -> str | None:
+    """``*.foo.com`` for a domain ``gateway_domain`` made from it, else None."""
+    if domain.startswith("{wildcard") and "}" in domain:
+        return "*" + domain[domain.rindex("}") + 1 :]
+    return None
 
 
 def listen_path_for(path: str, path_type: str, scheme: str, *, host_has_exact_root: bool = False) -> str:
@@ -228,6 +285,7 @@ def translate_ingress(
 
     apis: dict[str, dict[str, Any]] = {}
     exact_roots = {route.host for route in routes if route.path_type == "Exact" and route.path == "/"}
+    precise_hosts = {route.host for route in routes if route.host and not route.host.startswith("*.")}
     for route in routes:
         schemes: list[tuple[str, int, list[str]]] = [("http", config.http_port, [])]
         if route.host in tls_hosts:
@@ -241,7 +299,7 @@ def translate_ingress(
                 "org_id": config.org_id,
                 "protocol": scheme,
                 "listen_port": port,
-                "domain": gateway_domain(route.host),
+                "domain": gateway_domain(route.host, precise_hosts),
                 "proxy": {
                     "listen_path": listen_path_for(
                         route.path, route.path_type, scheme, host_has_exact_root=route.host in exact_roots
@@ -394,28 +452,31 @@ def _tls(
             )
             continue
         certificates[certificate.cert_id] = certificate.pem
-        for host in entry.get("hosts") or [""]:
-            if host not in rule_hosts:
+        for tls_host in entry.get("hosts") or [""]:
+            # A rule host takes the entry when it is listed, or when a wildcard TLS host covers it.
+            covered = sorted(h for h in rule_hosts if h == tls_host or (tls_host and covers((tls_host,), h)))
+            if not covered:
                 problems.append(
                     Problem(
                         f"{where}.hosts",
                         "TLSHostWithoutRule",
-                        f"TLS host {host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
+                        f"TLS host {tls_host or '(none)'!r} has no rule in this Ingress; nothing is served for it",
                     )
                 )
                 continue
-            if host and not covers(certificate.dns_names, host):
-                problems.append(
-                    Problem(
-                        f"{where}.hosts",
-                        "TLSHostMismatch",
-                        f"certificate of Secret {namespace}/{secret_name} ({', '.join(certificate.dns_names)}) "
-                        f"does not cover {host!r}; clients will reject it",
+            for host in covered:
+                if host and not covers(certificate.dns_names, host):
+                    problems.append(
+                        Problem(
+                            f"{where}.hosts",
+                            "TLSHostMismatch",
+                            f"certificate of Secret {namespace}/{secret_name} "
+                            f"({', '.join(certificate.dns_names)}) does not cover {host!r}; clients will reject it",
+                        )
                     )
-                )
-            ids = hosts.setdefault(host, [])
-            if certificate.cert_id not in ids:
-                ids.append(certificate.cert_id)
+                ids = hosts.setdefault(host, [])
+                if certificate.cert_id not in ids:
+                    ids.append(certificate.cert_id)
     return hosts, certificates
 
 
@@ -428,9 +489,7 @@ def _routes(
     routes: list[Route] = []
     seen: dict[tuple[str, str, str], str] = {}
 
-    def add(host: str, path: str, path_type: str, backend: Any, where: str) -> None:
-        backend_where = where if where == "spec.defaultBackend" else f"{where}.backend"
-        target = _backend(backend, namespace, services, backend_where, problems)
+    def add(host: str, path: str, path_type: str, target: tuple[str, int] | None, where: str) -> None:
         if target is None:
             return
         key = (host, (path.rstrip("/") or "/") if path_type == "Prefix" else path, path_type)
@@ -462,6 +521,15 @@ def _routes(
             path_type = str(item.get("pathType") or "ImplementationSpecific")
             if path_type == "ImplementationSpecific":
                 path_type = "Prefix"
+                if _REGEX_CHARS & set(path):
+                    problems.append(
+                        Problem(
+                            path_where,
+                            "LiteralPath",
+                            f"ImplementationSpecific path {path!r} is matched as a Prefix, character for "
+                            "character: regular expressions are not supported",
+                        )
+                    )
             if path_type not in {"Exact", "Prefix"}:
                 problems.append(
                     Problem(path_where, "UnsupportedPathType", f"pathType {path_type!r} is not served")
@@ -477,16 +545,18 @@ def _routes(
                     )
                 )
                 continue
-            add(host, path, path_type, item.get("backend"), path_where)
+            target = _backend(item.get("backend"), namespace, services, f"{path_where}.backend", problems)
+            add(host, path, path_type, target, path_where)
 
     default = spec.get("defaultBackend")
-    if default:
+    target = _backend(default, namespace, services, "spec.defaultBackend", problems) if default else None
+    if target is not None:
         # Kubernetes sends a request whose host has rules but no matching path to the default backend, not to
         # the host-less rules: so each rule host gets its own catch-all, unless it routes "/" itself.
         hosts = {route.host for route in routes}
         for host in sorted(hosts | {""}):
             if (host, "/", "Prefix") not in seen:
-                add(host, "/", "Prefix", default, "spec.defaultBackend")
+                add(host, "/", "Prefix", target, "spec.defaultBackend")
     elif "" in {route.host for route in routes}:
         bare = sorted(
             {r.host for r in routes if r.host}
@@ -499,18 +569,6 @@ def _routes(
                     "HostFallthrough",
                     f"requests to {', '.join(bare)} that match none of that host's paths are served by the "
                     "rules without host (Kubernetes would answer 404); add a '/' path or a defaultBackend",
-                )
-            )
-    exact_hosts = {route.host for route in routes if route.host and not route.host.startswith("*.")}
-    for host in sorted({route.host for route in routes if route.host.startswith("*.")}):
-        shadowed = sorted(h for h in exact_hosts if h.split(".", 1)[1] == host[2:])
-        if shadowed:
-            problems.append(
-                Problem(
-                    "spec.rules",
-                    "HostPrecedence",
-                    f"hosts {', '.join(shadowed)} also match {host}: the gateway picks the longest matching "
-                    "path across both rules, not the exact host's rule first",
                 )
             )
     return routes
@@ -596,6 +654,23 @@ def resolve_conflicts(
     Also, ``Prefix /`` of one Ingress and ``Exact /`` of another on the same host would tie in the gateway's
     sort; the Prefix one is rewritten to leave ``/`` to the Exact one.
     """
+    foreign = list(foreign)
+    # Precise hosts beat wildcards across Ingresses too: rebuild every wildcard domain from all precise hosts.
+    precise = {
+        str(api.get("domain"))
+        for apis in [*apis_by_ingress.values(), {str(a.get("api_id")): a for a in foreign}]
+        for api in apis.values()
+        if api.get("domain") and "{" not in str(api.get("domain"))
+    }
+    rewritten: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for owner, apis in apis_by_ingress.items():
+        rewritten[owner] = {}
+        for api_id, api in apis.items():
+            wildcard = wildcard_host_of(str(api.get("domain") or ""))
+            if wildcard is not None:
+                api = {**api, "domain": gateway_domain(wildcard, precise)}
+            rewritten[owner][api_id] = api
+    apis_by_ingress = rewritten
     rank = {owner: index for index, owner in enumerate(order)}
     owners = sorted(apis_by_ingress, key=lambda owner: (rank.get(owner, len(rank)), owner))
     claimed: dict[str, str] = {

@@ -4,15 +4,16 @@ Written from the Kubernetes documentation (concepts/services-networking/ingress:
 "Multiple matches", "Hostname wildcards") and the networking.k8s.io/v1 API reference, independently of the
 translation code:
 
-* a request is considered against the rules whose host matches it (precisely, or ``*.foo.com`` against
-  exactly one more label); only when no rule's host matches, against the rules without host;
+* a request is considered against the rules whose host matches it precisely; when there are none, against
+  the rules whose wildcard host (``*.foo.com``: exactly one more label) matches; when there are none either,
+  against the rules without host;
 * Exact: the path equals the request path; Prefix: element-wise prefix, a trailing slash ignored on either
   side; ImplementationSpecific: Prefix (this controller's choice);
 * the longest matching path wins, Exact before Prefix on a tie;
 * nothing matches: the Ingress's ``defaultBackend``, else no backend (the gateway answers 404).
 
-The precedence between a precise host and a wildcard host that both match is not specified: this reference
-pools their rules, as the gateway does.
+The precedence of a precise host over a wildcard that also matches is not spelled out by the Ingress
+specification; this reference follows ingress-nginx and the Gateway API (precise first).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def backend_for(ingress: Mapping[str, Any], host: str, path: str) -> tuple[str, 
     """``(service name, port number)`` serving ``host`` + ``path``, or None (404). Named ports: not here."""
     spec = ingress.get("spec") or {}
     rules = spec.get("rules") or []
-    candidates = [r for r in rules if r.get("host") and host_matches(r["host"], host)]
+    candidates = [r for r in rules if r.get("host") == host]
+    if not candidates:
+        candidates = [
+            r for r in rules if str(r.get("host") or "").startswith("*.") and host_matches(r["host"], host)
+        ]
     if not candidates:
         candidates = [r for r in rules if not r.get("host")]
     best: tuple[int, int, Mapping[str, Any]] | None = None

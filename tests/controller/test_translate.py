@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from tests.controller.routing_helpers import gateways, served_by
 from tyk_controller.config import ControllerConfig
 from tyk_controller.translate import (
     OWNER_KEY,
     Translation,
     api_id_for,
+    gateway_domain,
     ingress_handled,
     listen_path_for,
     listen_path_length,
@@ -209,7 +212,7 @@ def test_default_backend_catches_what_each_host_does_not_route() -> None:
     ]
 
 
-def test_host_fallthrough_and_host_precedence_are_reported() -> None:
+def test_host_fallthrough_is_reported() -> None:
     fallthrough = translate(
         ingress(
             {
@@ -223,18 +226,35 @@ def test_host_fallthrough_and_host_precedence_are_reported() -> None:
     assert [p.reason for p in fallthrough.problems] == [
         "HostFallthrough"
     ] and "a.com" in fallthrough.problems[0].message
-    overlap = translate(
-        ingress(
-            {
-                "rules": [
-                    rule("a.w.com", ("/", "Prefix", backend("a", 80))),
-                    rule("*.w.com", ("/", "Prefix", backend("w", 80))),
-                ]
-            }
-        )
+
+
+def test_a_precise_host_takes_precedence_over_a_wildcard() -> None:
+    obj = ingress(
+        {
+            "rules": [
+                rule("a.w.com", ("/", "Prefix", backend("precise", 80))),
+                rule("*.w.com", ("/long/path", "Prefix", backend("wild", 80))),
+            ]
+        }
     )
-    assert [p.reason for p in overlap.problems] == ["HostPrecedence"] and not overlap.fatal
-    assert len(overlap.apis) == 2
+    result = translate(obj)
+    assert result.problems == []
+    domains = sorted(a["domain"] for a in result.apis.values())
+    assert domains == ["a.w.com", "{wildcard:[^.a][^.]*|a[^.][^.]*}.w.com"]
+    for gateway in gateways(result.apis.values()):
+        assert served_by(gateway, "http://a.w.com/long/path") == ("precise", 80)
+        assert served_by(gateway, "http://a.w.com:8080/long/path") == ("precise", 80)
+        assert served_by(gateway, "http://ab.w.com/long/path") == ("wild", 80)
+        assert served_by(gateway, "http://b.w.com/long/path") == ("wild", 80)
+
+
+@pytest.mark.parametrize("labels", [["a"], ["ab"], ["a", "ab", "b-c"], ["x1", "x2", "y"]])
+def test_wildcard_label_pattern_excludes_exactly_the_precise_labels(labels: list[str]) -> None:
+    domain = gateway_domain("*.w.com", [f"{label}.w.com" for label in labels] + ["deep.a.w.com", "w.com"])
+    pattern = re.compile("^(?:" + domain[len("{wildcard:") : domain.rindex("}")] + ")$")
+    assert ":" not in domain.replace("{wildcard:", "")
+    for candidate in ["a", "ab", "abc", "b", "b-c", "b-", "x", "x1", "x12", "y", "yy", "1", "-"]:
+        assert bool(pattern.match(candidate)) is (candidate not in labels), candidate
 
 
 def test_exact_and_prefix_root_on_one_host() -> None:
@@ -249,3 +269,31 @@ def test_exact_and_prefix_root_on_one_host() -> None:
     )
     paths = sorted(a["proxy"]["listen_path"] for a in result.apis.values())
     assert paths == ["/{http:.+}", "/{http_exact:$}"]
+
+
+def test_other_classes_of_this_controller_can_be_named() -> None:
+    obj = {"metadata": {"name": "x"}, "spec": {"ingressClassName": "tyk-internal"}}
+    assert not ingress_handled(obj, CONFIG)
+    assert ingress_handled(obj, CONFIG, classes={"tyk-internal"})
+
+
+def test_regex_looking_implementation_specific_paths_are_flagged() -> None:
+    result = translate(
+        ingress({"rules": [rule(None, ("/api/.*", "ImplementationSpecific", backend("web", 80)))]})
+    )
+    assert [p.reason for p in result.problems] == ["LiteralPath"] and len(result.apis) == 1
+
+
+def test_an_unservable_default_backend_is_reported_once() -> None:
+    resource = {"resource": {"apiGroup": "k8s.example.com", "kind": "StorageBucket", "name": "static"}}
+    obj = ingress(
+        {
+            "defaultBackend": resource,
+            "rules": [rule(h, ("/x", "Prefix", backend("x", 80))) for h in ("a.com", "b.com")],
+        }
+    )
+    result = translate(obj)
+    assert [(p.field, p.reason) for p in result.problems] == [
+        ("spec.defaultBackend.resource", "UnsupportedBackend")
+    ]
+    assert len(result.apis) == 2

@@ -121,3 +121,15 @@ def test_template_loader_names_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "twice.json").write_text("{}")
     with pytest.raises(TemplateError, match="also defined by"):
         load_templates(tmp_path)
+
+
+def test_the_documented_annotation_examples_parse() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "ingress-controller.md").read_text()
+    examples = dict(
+        line.split("`")[-2].split(": ", 1)
+        for line in doc.splitlines()
+        if line.startswith("| `") and ".service.tyk.io/<path>`" in line
+    )
+    assert len(examples) == 5
+    setters, errors = parse_setters({key: value.strip("'\"") for key, value in examples.items()})
+    assert errors == [] and len(setters) == 5

@@ -14,6 +14,10 @@ import requests
 from tests.controller.test_translate import backend, ingress, translate
 from tests.controller.tls_fixtures import certificate, ec_key, key_pem, rsa_key, tls_secret
 from tests.gateway_emulator import GatewayEmulator
+from tyk_controller.templates import load_templates
+from tyk_controller.translate import owner_of
+from tyk_gateway.drift import project
+from tyk_gateway.models import canonical
 
 SECRET = "certs-test-secret"
 
@@ -94,3 +98,47 @@ def test_certificate_endpoints_follow_the_gateway(gateway: GatewayEmulator) -> N
     assert call(gateway, "DELETE", "/tyk/certs").status_code == 405
     assert requests.get(gateway.url + "/tyk/certs", timeout=5).status_code == 403
     assert gateway.stats.count("POST /tyk/certs") == 4 and gateway.stats.count("GET /tyk/certs/{id}") == 3
+
+
+def test_definitions_round_trip_through_the_gateway(gateway: GatewayEmulator) -> None:
+    # What the translation writes comes back from GET /tyk/apis unchanged (seen through its own shape, as
+    # the runtime compares): no field the gateway would drop or rewrite, so a resync of an unchanged cluster
+    # has nothing to write; and the ownership marker survives.
+    templates = load_templates(Path(__file__).parents[2] / "ingress_templates")
+    obj = ingress(
+        {
+            "tls": [{"hosts": ["a.example.com"], "secretName": "a-tls"}],
+            "defaultBackend": backend("fallback", 80),
+            "rules": [
+                {
+                    "host": "a.example.com",
+                    "http": {
+                        "paths": [
+                            {"path": "/", "pathType": "Exact", "backend": backend("home", 80)},
+                            {"path": "/api/", "pathType": "Prefix", "backend": backend("api", 8080)},
+                        ]
+                    },
+                },
+                {
+                    "host": "*.example.com",
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend("wild", 80)}]},
+                },
+            ],
+        },
+        annotations={
+            "template.service.tyk.io": "token-auth",
+            "num.service.tyk.io/session-lifetime": "60",
+            "array.service.tyk.io/tags": '["edge"]',
+        },
+    )
+    secret = tls_secret(certificate(["a.example.com"]))
+    result = translate(obj, tls_secrets={("shop", "a-tls"): secret}, templates=templates)
+    assert not result.fatal
+    for api in result.apis.values():
+        assert call(gateway, "POST", "/tyk/apis", json=api).status_code == 200
+    assert call(gateway, "GET", "/tyk/reload", params={"block": "true"}).status_code == 200
+    live = {a["api_id"]: a for a in call(gateway, "GET", "/tyk/apis").json()}
+    assert set(live) == set(result.apis)
+    for api_id, api in result.apis.items():
+        assert project(live[api_id], canonical(api)) == canonical(api), api_id
+        assert owner_of(live[api_id]) == ("shop", "web")

@@ -71,3 +71,15 @@ def test_prefix_root_of_one_ingress_leaves_slash_to_exact_root_of_another() -> N
     for gateway in gateways(resolution.apis.values(), seeds=6):
         assert served_by(gateway, "http://a.com/") == ("home-svc", 80)
         assert served_by(gateway, "http://a.com/other") == ("all-svc", 80)
+
+
+def test_precise_host_of_one_ingress_beats_the_wildcard_of_another() -> None:
+    wild = translate(rule_ingress("wild", "*.w.com", "/long/path", "Prefix", "wild-svc")).apis
+    precise = translate(rule_ingress("precise", "a.w.com", "/", "Prefix", "precise-svc")).apis
+    pooled = Gateway([*wild.values(), *precise.values()])
+    assert pooled.request("http://a.w.com/long/path").upstream.startswith("http://wild-svc.")  # type: ignore[union-attr]
+    resolution = resolve_conflicts({("shop", "wild"): wild, ("shop", "precise"): precise}, order=[])
+    for gateway in gateways(resolution.apis.values()):
+        assert served_by(gateway, "http://a.w.com/long/path") == ("precise-svc", 80)
+        assert served_by(gateway, "http://b.w.com/long/path") == ("wild-svc", 80)
+    assert wild[next(iter(wild))]["domain"] == "{wildcard}.w.com"  # the translation's own output is unchanged

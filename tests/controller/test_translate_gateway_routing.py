@@ -158,6 +158,10 @@ def test_custom_ports_need_the_whitelist_and_one_protocol_per_port() -> None:
         .status
         == 200
     )
+    # The control port is whitelisted for the listen port's protocol (setupPortsWhitelist).
+    on_control = api("c", "/c", protocol="http", listen_port=9696)
+    assert Gateway([on_control], GatewayConfig(control_api_port=9696)).refused == {}
+    assert "disabled port" in Gateway([on_control]).refused["c"]
 
 
 def test_unclean_paths_are_redirected() -> None:

@@ -14,12 +14,22 @@ import pytest
 from tests.controller.ingress_reference import backend_for, host_matches
 from tests.controller.routing_helpers import gateways, served_by
 from tests.controller.test_translate import translate
+from tests.controller.tls_fixtures import certificate, tls_secret
 
 SEGMENTS = ["a", "aa", "b"]
-# No precise host under a wildcard one: Kubernetes leaves that precedence open, and the translation reports
-# it (HostPrecedence, tested in test_translate.py).
-RULE_HOSTS = ["", "x.com", "y.com", "*.w.com"]
-REQUEST_HOSTS = ["x.com", "y.com", "a.w.com", "b.w.com", "c.a.w.com", "w.com", "z.com"]
+RULE_HOSTS = ["", "x.com", "y.com", "*.w.com", "a.w.com", "ab.w.com", "a-b.w.com"]
+REQUEST_HOSTS = [
+    "x.com",
+    "y.com",
+    "a.w.com",
+    "ab.w.com",
+    "abc.w.com",
+    "a-b.w.com",
+    "b.w.com",
+    "c.a.w.com",
+    "w.com",
+    "z.com",
+]
 
 
 def random_path(rng: random.Random) -> str:
@@ -36,7 +46,7 @@ def random_ingress(rng: random.Random) -> dict[str, Any]:
         return {"service": {"name": f"svc{next(services)}", "port": {"number": 80}}}
 
     rules = []
-    for host in rng.sample(RULE_HOSTS, rng.randint(1, 3)):
+    for host in rng.sample(RULE_HOSTS, rng.randint(1, 4)):
         paths = [
             {"path": random_path(rng), "pathType": rng.choice(["Exact", "Prefix", "ImplementationSpecific"]),
              "backend": backend()}
@@ -71,3 +81,37 @@ def test_gateway_routes_like_kubernetes(seed: int) -> None:
                     {"spec": {"rules": [r for r in rules if not r.get("host")]}}, host, path
                 )
             assert served_by(gateway, f"http://{host}{path}") == expected, (host, path, ingress["spec"])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_https_routes_like_http_for_tls_hosts(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    ingress = random_ingress(rng)
+    rule_hosts = sorted({r.get("host", "") for r in ingress["spec"]["rules"]})
+    tls_hosts = [h for h in rule_hosts if rng.random() < 0.7]
+    ingress["spec"]["tls"] = [{"hosts": [h for h in tls_hosts if h] or [""], "secretName": "tls"}]
+    if "" in tls_hosts and [h for h in tls_hosts if h]:
+        ingress["spec"]["tls"].append({"secretName": "tls"})  # no hosts: the host-less rules
+    secret = tls_secret(certificate(["x.com", "y.com", "*.w.com"]))
+    result = translate(ingress, tls_secrets={("ns", "tls"): secret})
+    assert not result.fatal, result.problems
+    fallthrough = any(p.reason == "HostFallthrough" for p in result.problems)
+    rules = ingress["spec"]["rules"]
+    for gateway in gateways(result.apis.values()):
+        for host in REQUEST_HOSTS:
+            for _ in range(6):
+                path = random_path(rng)
+                matched = [
+                    r.get("host", "") for r in rules if r.get("host") and host_matches(r["host"], host)
+                ]
+                served_rules = matched if matched else [""]
+                if not all(h in tls_hosts for h in served_rules):
+                    continue  # partly TLS: the HTTPS port serves only the TLS hosts' routes
+                expected = backend_for(ingress, host, path)
+                if expected is None and fallthrough and matched:
+                    expected = backend_for(
+                        {"spec": {"rules": [r for r in rules if not r.get("host")]}}, host, path
+                    )
+                    if "" not in tls_hosts:
+                        expected = None
+                assert served_by(gateway, f"https://{host}{path}") == expected, (host, path, ingress["spec"])

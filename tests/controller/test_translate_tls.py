@@ -139,3 +139,22 @@ def test_certificate_not_covering_the_host_is_a_warning() -> None:
     assert not result.fatal
     assert [p.reason for p in result.problems] == ["TLSHostMismatch"]
     assert len(result.apis) == 2
+
+
+def test_wildcard_tls_host_covers_the_rule_hosts_under_it() -> None:
+    obj = ingress(
+        {
+            "tls": [{"hosts": ["*.example.com"], "secretName": "wild"}],
+            "rules": [
+                {
+                    "host": h,
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend("web", 80)}]},
+                }
+                for h in ("a.example.com", "b.example.com", "example.com")
+            ],
+        }
+    )
+    result = translate(obj, tls_secrets={("shop", "wild"): tls_secret(certificate(["*.example.com"]))})
+    assert result.problems == []
+    https_hosts = sorted(a["domain"] for a in result.apis.values() if a["protocol"] == "https")
+    assert https_hosts == ["a.example.com", "b.example.com"]

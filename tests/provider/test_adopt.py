@@ -58,6 +58,7 @@ def test_adopted_policy_keeps_its_access_rights(emulator: GatewayEmulator, tmp_p
     written = yaml.safe_load(path.read_text())
     assert written["id"] == "gold"
     assert set(written["access_rights"]) == {"httpbin"}
+    adopt.adopt(client(emulator), "api", "httpbin", tmp_path)  # a policy may only grant declared APIs
     assert load_definitions(tmp_path).policies["gold"]["id"] == "gold"
 
 

@@ -67,13 +67,13 @@ def test_json_and_yaml_one_resource_per_file(tmp_path: Path) -> None:
     ("files", "message"),
     [
         ({"apis/bad.yaml": "api_id: x\nname: x\nproxy: {listen_path: x, target_url: 'http://x'}\n"},
-         r"apis/bad\.yaml: definition\.proxy\.listen_path: must start with '/'"),
-        ({"apis/broken.yaml": "api_id: [unclosed\n"}, r"apis/broken\.yaml: not valid YAML"),
-        ({"apis/broken.json": "{"}, r"apis/broken\.json: not valid JSON"),
+         r"apis/bad\.yaml:3:9: definition\.proxy\.listen_path: must start with '/'"),
+        ({"apis/broken.yaml": "api_id: [unclosed\n"}, r"apis/broken\.yaml:2:1: not valid YAML"),
+        ({"apis/broken.json": "{"}, r"apis/broken\.json:1:2: not valid JSON"),
         ({"apis/list.yaml": "- a\n- b\n"}, r"apis/list\.yaml: definition: must be an object \(got list\)"),
-        ({"policies/p.json": {"id": "bad id"}}, r"policies/p\.json: definition\.id: allowed characters"),
+        ({"policies/p.json": {"id": "bad id"}}, r"policies/p\.json:1:2: definition\.id: allowed characters"),
         ({"apis/one.json": api_definition("same"), "apis/two.json": api_definition("same")},
-         r"apis/two\.json: definition\.api_id 'same' also used by .*one\.json"),
+         r"apis/two\.json:1:2: definition\.api_id 'same' also used by .*one\.json"),
         ({"apis/x.json": api_definition("x"), "apis/x.yaml": "api_id: y\n"}, r"apis/x\.yaml: same resource name as x\.json"),
     ],
 )  # fmt: skip
@@ -117,6 +117,51 @@ def test_declare_definitions_names_resources_by_file_and_orders_policies(mocks: 
 def test_a_bad_file_declares_nothing(mocks: Mocks, tmp_path: Path) -> None:
     write(tmp_path / "apis", "good.json", api_definition("good"))
     write(tmp_path / "policies", "bad.json", {"id": "p", "quota_max": "lots"})
-    with pytest.raises(DefinitionFileError, match=r"bad\.json: definition\.quota_max"):
+    with pytest.raises(DefinitionFileError, match=r"bad\.json:1:13: definition\.quota_max"):
         declare_definitions(tmp_path, "http://gw:8080")
     assert mocks.resources == []
+
+
+# --- error reports: every problem at once, file:line:column, no traceback ------------------------------------
+
+
+def test_every_problem_of_every_file_at_once_with_positions(tmp_path: Path) -> None:
+    write(
+        tmp_path / "apis", "a.yaml", "api_id: a\nname: a\nproxy:\n  target_url: http://a\n"
+    )  # no listen_path
+    write(tmp_path / "apis", "b.yaml", "api_id: b\nname: b\nproxy: {listen_path: /b/, target_url: [\n")
+    write(tmp_path / "apis", "c.json", '{"api_id": "c",\n "name": "c",,\n}')
+    with pytest.raises(DefinitionFileError) as caught:
+        load_definitions(tmp_path)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 3 == len(caught.value.problems)
+    assert lines[0].endswith("apis/a.yaml:3:1: definition.proxy.listen_path: Field required")
+    assert "apis/b.yaml:4:1: not valid YAML" in lines[1]
+    assert "apis/c.json:2:14: not valid JSON: Expecting property name" in lines[2]
+    assert isinstance(caught.value, pulumi.RunError)  # the Pulumi language host prints it without a traceback
+
+
+def test_two_apis_on_one_listen_path_of_one_domain(tmp_path: Path) -> None:
+    def api(api_id: str, listen_path: str, domain: str | None = None) -> dict[str, Any]:
+        definition = api_definition(api_id)
+        definition["proxy"]["listen_path"] = listen_path
+        return {**definition, "domain": domain} if domain else definition
+
+    write(tmp_path / "apis", "first.json", api("first", "/shop/"))
+    write(tmp_path / "apis", "other-domain.json", api("other", "/shop/", domain="api.example.com"))
+    load_definitions(tmp_path)  # another domain: another route
+    write(tmp_path / "apis", "second.json", api("second", "/shop"))  # the gateway matches prefixes
+    with pytest.raises(DefinitionFileError) as caught:
+        load_definitions(tmp_path)
+    [line] = str(caught.value).splitlines()
+    assert "second.json:1:" in line and "first.json" in line  # both files are named
+    assert "'/shop' on no domain (every host) is also the listen path of" in line
+
+
+def test_a_policy_granting_an_undeclared_api_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path / "apis", "a.json", api_definition("a"))
+    write(
+        tmp_path / "policies", "p.yaml", json.dumps(policy_definition("p", api_ids=("a", "ghost")), indent=1)
+    )
+    with pytest.raises(DefinitionFileError, match=r"p\.yaml:\d+:\d+: .*grants API 'ghost', which no file"):
+        load_definitions(tmp_path)
