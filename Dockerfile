@@ -13,8 +13,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# The hashed lock (requirements-controller.txt, generated from requirements-controller.in): every wheel checked.
 COPY requirements-controller.txt ./
-RUN pip install --no-cache-dir -r requirements-controller.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements-controller.txt
 
 COPY tyk_gateway/ ./tyk_gateway/
 COPY tyk_controller/ ./tyk_controller/

@@ -26,6 +26,7 @@ from components.settings import (
     required_secrets,
 )
 from components.storage import SharedStorage, SharedStorageArgs
+from components.webhook import mesh_hooks
 from tyk_gateway.loader import declare_definitions
 from tyk_gateway.problems import InputError, debug_enabled
 
@@ -112,6 +113,7 @@ def main() -> None:
             extra_env=entry_point.gateway_env if entry_point else [],
             extra_volumes=entry_point.gateway_volumes if entry_point else [],
             extra_volume_mounts=entry_point.gateway_volume_mounts if entry_point else [],
+            file_certificates=entry_point.gateway_file_certificates if entry_point else None,
         ),
         opts=in_cluster,
     )
@@ -126,6 +128,14 @@ def main() -> None:
                 kubelet_object_id=cluster.kubelet_object_id,
             ),
         )
+        mesh = mesh_hooks(
+            settings.controller.webhook,
+            namespace=settings.namespace,
+            gateway_image_tag=settings.gateway.image_tag,
+            redis_addrs=redis.addrs,
+            redis_password_secret=(redis.password_secret_name, redis.password_secret_key),
+            org_id=settings.controller.org_id,
+        )
         controller = IngressController(
             "ingress-controller",
             IngressControllerArgs(
@@ -137,10 +147,9 @@ def main() -> None:
                 publish_service=entry_point.publish_service,
                 labels=labels,
                 wait_for=image.pull_access,
-                gateway_image_tag=settings.gateway.image_tag,
-                redis_addrs=redis.addrs,
-                redis_password_secret_name=redis.password_secret_name,
-                redis_password_secret_key=redis.password_secret_key,
+                config_fields=mesh.config_fields,
+                extra_env=mesh.env,
+                extra_cluster_rules=mesh.cluster_rules,
             ),
             opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway, entry_point.service]),
         )

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -37,9 +38,7 @@ from components.webhook import (
     SidecarInjectorWebhookArgs,
     WebhookCertificates,
     WebhookCertificatesArgs,
-    mesh_config,
     object_name,
-    qualified_address,
 )
 from tyk_controller import rbac
 from tyk_controller.config import (
@@ -51,8 +50,7 @@ from tyk_controller.config import (
     LeaderElection,
     WebhookServer,
 )
-from tyk_controller.mesh.config import REDIS_PASSWORD_ENV
-from tyk_controller.mesh.config import cluster_role_rules as mesh_cluster_role_rules
+from tyk_controller.templates import SUFFIXES, load_templates
 
 NAME = "tyk-controller"
 SERVICE_ACCOUNT_NAME = NAME
@@ -89,7 +87,7 @@ RUN_AS = 65532
 """The image's numeric non-root user (Dockerfile `USER`); runAsNonRoot can only verify a numeric user."""
 
 PROJECT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "ingress_templates"
-TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json")
+TEMPLATE_SUFFIXES = SUFFIXES
 _CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
@@ -115,7 +113,8 @@ def template_files(directory: Path) -> dict[str, str]:
             continue
         if path.suffix not in TEMPLATE_SUFFIXES or not _CONFIG_MAP_KEY.match(path.name):
             raise ValueError(
-                f"{path.name}: template files must be named <name>.yaml, .yml or .json (letters, digits, -._)"
+                f"{directory.name}/{path.name}: template files must be named <name>.yaml, .yml or .json "
+                "(letters, digits, -._)"
             )
         files[path.name] = path.read_text(encoding="utf-8")
     _validate_with_controller(directory, files)
@@ -123,11 +122,7 @@ def template_files(directory: Path) -> dict[str, str]:
 
 
 def _validate_with_controller(directory: Path, files: Mapping[str, str]) -> None:
-    """Run the controller's own template loader, when the package has it, on the exact folder shipped."""
-    try:
-        from tyk_controller.templates import load_templates
-    except ImportError:  # the loader arrives with the translation module
-        return
+    """Run the controller's own loader on the exact folder shipped: what it refuses at start fails the plan."""
     if files:
         load_templates(directory)
 
@@ -138,34 +133,26 @@ def controller_config(
     gateway_url: str,
     publish_service: str | None,
     webhook: bool,
-    gateway_image_tag: str = "",
-    redis_addrs: Iterable[str] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> ControllerConfig:
     """The controller's config file as the controller's own model (validated here, at plan time)."""
-    return ControllerConfig(
-        gateway_url=gateway_url,
-        org_id=settings.org_id,
-        ingress_class=settings.ingress_class,
-        controller_name=CONTROLLER_NAME,
-        watch_namespaces=list(settings.watch_namespaces),
-        templates_dir=TEMPLATES_DIR,
-        publish_service=publish_service,
-        resync_seconds=settings.resync_seconds,
-        leader_election=LeaderElection(enabled=settings.leader_election, lease_name=NAME),
-        health_port=HEALTH_PORT,
-        webhook=WebhookServer() if webhook else None,
-        # The mesh (sidecars, egress routes) comes with the webhook: docs/mesh.md.
-        mesh=(
-            mesh_config(
-                settings.webhook,
-                gateway_image_tag=gateway_image_tag,
-                redis_addrs=list(redis_addrs),
-                org_id=settings.org_id,
-            )
-            if webhook
-            else None
-        ),
-    )
+    fields: dict[str, Any] = {
+        "gateway_url": gateway_url,
+        "org_id": settings.org_id,
+        "ingress_class": settings.ingress_class,
+        "controller_name": CONTROLLER_NAME,
+        "watch_namespaces": list(settings.watch_namespaces),
+        "templates_dir": TEMPLATES_DIR,
+        "publish_service": publish_service,
+        "resync_seconds": settings.resync_seconds,
+        "leader_election": LeaderElection(enabled=settings.leader_election, lease_name=NAME),
+        "health_port": HEALTH_PORT,
+        "webhook": WebhookServer() if webhook else None,
+    }
+    overlap = sorted(set(fields) & set(extra or {}))
+    if overlap:
+        raise ValueError(f"controller config fields {overlap} are set by the deployment, not by a feature")
+    return ControllerConfig(**fields, **dict(extra or {}))
 
 
 def render_config(config: ControllerConfig) -> str:
@@ -176,7 +163,10 @@ def policy_rules(rules: Iterable[rbac.Rule]) -> list[k8s.rbac.v1.PolicyRuleArgs]
     """Kubernetes PolicyRules, one per `tyk_controller.rbac.Rule`, nothing added."""
     return [
         k8s.rbac.v1.PolicyRuleArgs(
-            api_groups=list(rule.api_groups), resources=list(rule.resources), verbs=list(rule.verbs)
+            api_groups=list(rule.api_groups),
+            resources=list(rule.resources),
+            verbs=list(rule.verbs),
+            resource_names=list(rule.resource_names) or None,
         )
         for rule in rules
     ]
@@ -222,13 +212,13 @@ class IngressControllerArgs:
     """Extra labels for every object (the selector labels are fixed)."""
     wait_for: list[pulumi.Resource] = field(default_factory=list)
     """What the pods need first (e.g. the registry pull permission)."""
-    gateway_image_tag: str = ""
-    """The gateways' image tag: the mesh sidecars run the same gateway version."""
-    redis_addrs: list[str] = field(default_factory=list)
-    """The gateways' Redis (`host:port`), which the mesh sidecars share."""
-    redis_password_secret_name: pulumi.Input[str] | None = None
-    redis_password_secret_key: str = "redis-password"
-    """The Secret (in `namespace`) and key of the Redis password, copied by the mesh into meshed namespaces."""
+    # Hook points for features running in the controller process (the mesh): more config, env and grants.
+    config_fields: Mapping[str, Any] = field(default_factory=dict)
+    """Extra `ControllerConfig` fields (validated by the model like the rest), e.g. `{"mesh": MeshConfig(...)}`."""
+    extra_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    """Extra container environment (e.g. a secret the feature needs, by secretKeyRef)."""
+    extra_cluster_rules: tuple[rbac.Rule, ...] = ()
+    """Extra rules for the controller's ClusterRole (the feature's own `tyk_controller` rules, as data)."""
 
 
 class IngressController(pulumi.ComponentResource):
@@ -260,8 +250,6 @@ class IngressController(pulumi.ComponentResource):
             self.register_outputs({})
             return
         templates = template_files(args.templates_dir)  # before any resource: a bad file fails the preview
-        if settings.webhook.enabled and not args.redis_addrs:
-            raise ValueError("controller.webhook: the mesh sidecars need the gateways' Redis (redis_addrs)")
         child = pulumi.ResourceOptions(parent=self)
         labels = {**args.labels, **LABELS}
         webhook_enabled = settings.webhook.enabled
@@ -289,16 +277,14 @@ class IngressController(pulumi.ComponentResource):
         )
         grants = self._rbac(name, args, labels, account, child)
 
-        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service, args.namespace).apply(
+        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service).apply(
             lambda parts: render_config(
                 controller_config(
                     settings,
                     gateway_url=parts[0],
                     publish_service=parts[1],
                     webhook=webhook_enabled,
-                    gateway_image_tag=args.gateway_image_tag,
-                    # Sidecars run in other namespaces: a short Service name must carry the namespace.
-                    redis_addrs=[qualified_address(addr, parts[2]) for addr in args.redis_addrs],
+                    extra=args.config_fields,
                 )
             )
         )
@@ -407,21 +393,15 @@ class IngressController(pulumi.ComponentResource):
         )
         watch_all = not args.settings.watch_namespaces
         cluster_role_name = pulumi.Output.concat(CLUSTER_ROLE_PREFIX, args.namespace)
-        cluster_rules = [*rbac.CLUSTER_RULES, *(rbac.WATCHED_NAMESPACE_RULES if watch_all else ())]
-        mesh_rules = [
-            k8s.rbac.v1.PolicyRuleArgs(
-                api_groups=rule["apiGroups"],
-                resources=rule["resources"],
-                verbs=rule["verbs"],
-                resource_names=rule.get("resourceNames"),
-            )
-            for rule in (mesh_cluster_role_rules() if args.settings.webhook.enabled else [])
+        cluster_rules = [
+            *rbac.CLUSTER_RULES,
+            *(rbac.WATCHED_NAMESPACE_RULES if watch_all else ()),
+            *args.extra_cluster_rules,
         ]
         cluster_role = k8s.rbac.v1.ClusterRole(
             f"{name}-cluster-role",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=cluster_role_name, labels=dict(labels)),
-            # The mesh's routes reconciler works in whatever namespace has meshed pods: cluster-wide rules.
-            rules=[*policy_rules(cluster_rules), *mesh_rules],
+            rules=policy_rules(cluster_rules),
             opts=child,
         )
         bindings: list[pulumi.Resource] = [
@@ -542,18 +522,8 @@ class IngressController(pulumi.ComponentResource):
             ),
             field_env(POD_NAME_ENV_VAR, "metadata.name"),
             field_env(POD_NAMESPACE_ENV_VAR, "metadata.namespace"),
+            *args.extra_env,
         ]
-        if settings.webhook.enabled and args.redis_password_secret_name is not None:
-            env.append(
-                k8s.core.v1.EnvVarArgs(
-                    name=REDIS_PASSWORD_ENV,
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                            name=args.redis_password_secret_name, key=args.redis_password_secret_key
-                        )
-                    ),
-                )
-            )
 
         def probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
             return k8s.core.v1.ProbeArgs(

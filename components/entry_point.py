@@ -14,6 +14,9 @@ What the gateway needs to serve TLS APIs on its own, read in TykTechnologies/tyk
   files holding certificate *and* key) as the listener's base certificates, then adds each API's
   `certificates` by their CN/SANs for SNI. The first base certificate answers every other name: that is the
   default certificate, a self-signed one generated here (as ingress-nginx's "fake certificate").
+- Before those it loads the deprecated `http_server_options.certificates` files; the `tyk-oss` chart points
+  them at `/etc/certs/tyk-gateway/tls.{crt,key}` (`gateway.tls.certificates`), which it mounts only with
+  `global.tls.gateway` on. So that list is emptied: no failed key load on every TLS listener.
 
 The Service selects the gateway pods of the `tyk-oss` release (their labels are fixed by the chart) and maps
 80 → 8080 and 443 → 8443. The chart's own Ingress for `gateway.hostnames` is left alone: it reaches the same
@@ -96,6 +99,8 @@ class GatewayEntryPoint(pulumi.ComponentResource):
     gateway_env: list[dict[str, str]]
     gateway_volumes: list[dict[str, Any]]
     gateway_volume_mounts: list[dict[str, Any]]
+    gateway_file_certificates: list[dict[str, str]]
+    """The chart's `gateway.tls.certificates`: none (the default certificate comes from `ssl_certificates`)."""
 
     def __init__(
         self, name: str, args: GatewayEntryPointArgs, opts: pulumi.ResourceOptions | None = None
@@ -106,6 +111,7 @@ class GatewayEntryPoint(pulumi.ComponentResource):
         self.gateway_env = gateway_env(args.https_port)
         self.gateway_volumes = gateway_volumes()
         self.gateway_volume_mounts = gateway_volume_mounts()
+        self.gateway_file_certificates = []
 
         key = tls.PrivateKey(f"{name}-default-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         certificate = tls.SelfSignedCert(

@@ -53,6 +53,8 @@ class TykGatewayArgs:
     extra_volumes: list[dict[str, Any]] = field(default_factory=list)
     """Extra pod volumes next to the shared folders, with their mounts in `extra_volume_mounts`."""
     extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    file_certificates: list[dict[str, str]] | None = None
+    """`http_server_options.certificates` (the chart's `gateway.tls.certificates`); None keeps the chart's."""
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -93,6 +95,7 @@ def gateway_values(
     extra_env: list[dict[str, str]] | None = None,
     extra_volumes: list[dict[str, Any]] | None = None,
     extra_volume_mounts: list[dict[str, Any]] | None = None,
+    file_certificates: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
     ingress = settings.ingress
@@ -143,6 +146,8 @@ def gateway_values(
         gateway["pdb"] = {"enabled": True, "minAvailable": settings.pdb_min_available}
     if extra_env:
         gateway["extraEnvs"] = list(extra_env)
+    if file_certificates is not None:
+        gateway["tls"] = {"certificates": list(file_certificates)}
     if sharding_tags:
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
     return {
@@ -199,6 +204,7 @@ class TykGateway(pulumi.ComponentResource):
             extra_env=args.extra_env,
             extra_volumes=args.extra_volumes,
             extra_volume_mounts=args.extra_volume_mounts,
+            file_certificates=args.file_certificates,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

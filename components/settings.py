@@ -9,6 +9,7 @@ and are read by `__main__` with `Config.get_secret`.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import typing
@@ -360,6 +361,17 @@ class ControllerImageSettings(Model):
         return None
 
 
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
 class EntryPointSettings(Model):
     """The Service of type LoadBalancer in front of the gateways for Tyk-class Ingresses (80 and 443)."""
 
@@ -370,7 +382,7 @@ class EntryPointSettings(Model):
     external_traffic_policy: Literal["Cluster", "Local"] = "Local"
     """`Local` keeps the client's source IP (the gateway's IP allow lists and analytics see it) and skips a
     second hop; Azure's health probe sends traffic only to nodes running a gateway."""
-    load_balancer_source_ranges: list[str] = []
+    load_balancer_source_ranges: list[Cidr] = []
     """CIDRs allowed to reach the load balancer; [] allows everyone."""
 
 
@@ -404,7 +416,7 @@ class ControllerSettings(Model):
     """The mesh admission webhook served by the controller."""
 
     @model_validator(mode="after")
-    def _replicas_need_election(self) -> ControllerSettings:
+    def _consistent(self) -> ControllerSettings:
         missing = self.image.missing() if self.enabled else None
         if missing:
             raise ValueError(missing)

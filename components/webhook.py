@@ -24,14 +24,17 @@ import pulumi_tls as tls
 
 from components.settings import WebhookSettings
 from tyk_controller.config import WebhookServer
+from tyk_controller.mesh.config import CLUSTER_RULES as MESH_CLUSTER_RULES
 from tyk_controller.mesh.config import (
     INJECT_ANNOTATION,
     INJECT_LABEL,
+    REDIS_PASSWORD_ENV,
     ROUTE_ANNOTATION,
     SYSTEM_NAMESPACES,
     MeshConfig,
     SidecarResources,
 )
+from tyk_controller.rbac import Rule
 
 __all__ = ["INJECT_ANNOTATION", "ROUTE_ANNOTATION"]
 
@@ -98,6 +101,49 @@ def qualified_address(address: str, namespace: str) -> str:
     if "." in host or host.startswith("["):
         return address
     return f"{host}.{namespace}.svc" + (f":{port}" if port else "")
+
+
+@dataclass(frozen=True)
+class MeshHooks:
+    """What the mesh adds to the controller (through `IngressControllerArgs`' hook points)."""
+
+    config_fields: Mapping[str, Any] = field(default_factory=dict)
+    """`{"mesh": MeshConfig}` for the controller's config file."""
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    """The gateways' Redis password (copied into meshed namespaces' `tyk-mesh` Secret)."""
+    cluster_rules: tuple[Rule, ...] = ()
+    """The routes reconciler's RBAC (`tyk_controller.mesh.config.CLUSTER_RULES`)."""
+
+
+def mesh_hooks(
+    settings: WebhookSettings,
+    *,
+    namespace: str,
+    gateway_image_tag: str,
+    redis_addrs: Sequence[str],
+    redis_password_secret: tuple[pulumi.Input[str], str],
+    org_id: str,
+) -> MeshHooks:
+    """The mesh's config section, environment and grants; nothing when the webhook is off."""
+    if not settings.enabled:
+        return MeshHooks()
+    if not redis_addrs:
+        raise ValueError("controller.webhook: the mesh sidecars need the gateways' Redis (no Redis address)")
+    secret_name, secret_key = redis_password_secret
+    mesh = mesh_config(
+        settings,
+        gateway_image_tag=gateway_image_tag,
+        # Sidecars run in other namespaces: a short Service name must carry the namespace.
+        redis_addrs=[qualified_address(addr, namespace) for addr in redis_addrs],
+        org_id=org_id,
+    )
+    password = k8s.core.v1.EnvVarArgs(
+        name=REDIS_PASSWORD_ENV,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=secret_key)
+        ),
+    )
+    return MeshHooks({"mesh": mesh}, [password], MESH_CLUSTER_RULES)
 
 
 def service_dns_name(service_name: str, namespace: str) -> str:

@@ -127,6 +127,29 @@ def check(stack: str, documents: list[dict[str, Any]]) -> list[str]:
     if gateway.resources is not None:
         expect(bool(container.get("resources")), "resources not rendered")
     expect(bool(pod.get("topologySpreadConstraints")), "topology spread not rendered")
+    if settings.controller.enabled:
+        problems += _entry_point_problems(pod, container, env)
+    return problems
+
+
+def _entry_point_problems(pod: dict[str, Any], container: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The gateways' TLS port for Ingress hosts and its default certificate (components/entry_point.py)."""
+    from components.entry_point import DEFAULT_CERT_SECRET_NAME, gateway_env
+
+    problems = [
+        f"{item['name']} not rendered as {item['value']!r} (got {env.get(item['name'])!r})"
+        for item in gateway_env()
+        if env.get(item["name"]) != item["value"]
+    ]
+    if env.get("TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES") != "[]":
+        problems.append(
+            f"chart file certificates still set: {env.get('TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES')}"
+        )
+    certificate = Path(str(env.get("TYK_GW_HTTPSERVEROPTIONS_SSLCERTIFICATES", "")))
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    if secrets.get(mounts.get(str(certificate.parent), "")) != DEFAULT_CERT_SECRET_NAME:
+        problems.append(f"{certificate.parent} is not the Secret {DEFAULT_CERT_SECRET_NAME}")
     return problems
 
 

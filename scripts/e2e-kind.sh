@@ -31,8 +31,8 @@ provider_pid=""
 forward_pid=""
 cleanup() {
   status=$?
-  [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
   if [ "${KEEP:-}" = 1 ]; then
+    [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
     log "KEEP=1: cluster, registry and stack left running (KUBECONFIG=$KUBECONFIG)"
     exit "$status"
   fi
@@ -41,8 +41,10 @@ cleanup() {
     kubectl --namespace "$namespace" logs deployment/tyk-controller --tail=100 >&2 || true
     kubectl --namespace "$namespace" logs deployment/gateway-tyk-gateway --tail=50 >&2 || true
   fi
+  # The port-forward stays up while pulumi destroy runs: deleting the API definitions goes through it.
   log "pulumi destroy"
   pulumi destroy --yes --stack "$stack" --non-interactive || true
+  [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
   [ -n "$provider_pid" ] && kill "$provider_pid" 2>/dev/null || true
   kind delete cluster --name "$cluster" || true
   docker rm -f "$registry_name" >/dev/null 2>&1 || true

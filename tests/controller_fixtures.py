@@ -18,6 +18,7 @@ import yaml
 import offline.tls_outputs  # noqa: F401  (real keys and certificates for the pulumi-tls types)
 from components.controller import PROJECT_TEMPLATES_DIR, IngressController, IngressControllerArgs
 from components.settings import ControllerSettings
+from components.webhook import mesh_hooks
 from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, reveal
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ def build(
     templates_dir: Path = PROJECT_TEMPLATES_DIR,
     image: str = IMAGE,
     publish_service: str | None = PUBLISH_SERVICE,
+    **hooks: Any,
 ) -> Built:
     monitor = RecordingMonitor(OfflineMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project="tyk-aks", stack="dev", preview=False, monitor=monitor)
@@ -93,26 +95,39 @@ def build(
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_SECRET_NAME, namespace=namespace),
             string_data={"APISecret": pulumi.Output.secret(GATEWAY_SECRET_VALUE)},
         )
+        controller_settings = ControllerSettings.model_validate(
+            {
+                "enabled": True,
+                "watchNamespaces": list(watch_namespaces),
+                "image": {"source": "prebuilt", "reference": image},
+                **(settings or {}),
+            }
+        )
+        mesh = mesh_hooks(
+            controller_settings.webhook,
+            namespace=namespace,
+            gateway_image_tag="v5.13.1",
+            redis_addrs=[REDIS_ADDR],
+            redis_password_secret=(REDIS_SECRET_NAME, "redis-password"),
+            org_id=controller_settings.org_id,
+        )
         controller = IngressController(
             COMPONENT,
             IngressControllerArgs(
                 namespace=namespace,
-                settings=ControllerSettings.model_validate(
-                    {
-                        "enabled": True,
-                        "watchNamespaces": list(watch_namespaces),
-                        "image": {"source": "prebuilt", "reference": image},
-                        **(settings or {}),
-                    }
-                ),
+                settings=controller_settings,
                 gateway_control_url=pulumi.Output.from_input(CONTROL_URL),
                 api_secret_name=gateway_secret.metadata.apply(lambda m: m["name"]),
                 image=image,
                 publish_service=publish_service,
-                gateway_image_tag="v5.13.1",
-                redis_addrs=[REDIS_ADDR],
-                redis_password_secret_name=REDIS_SECRET_NAME,
                 templates_dir=templates_dir,
+                # The mesh's hooks as the program passes them, unless the test gives its own.
+                **{
+                    "config_fields": mesh.config_fields,
+                    "extra_env": mesh.env,
+                    "extra_cluster_rules": mesh.cluster_rules,
+                    **hooks,
+                },
             ),
         )
         holder.append(controller)

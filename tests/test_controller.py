@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from components.controller import (
     CONTROLLER_NAME,
     DEFAULT_CLASS_ANNOTATION,
+    PROJECT_TEMPLATES_DIR,
     RUN_AS,
     template_files,
 )
@@ -245,6 +246,22 @@ def test_templates_configmap_holds_the_folder(tmp_path: Path) -> None:
     }
 
 
+def test_a_template_the_controller_refuses_fails_the_plan(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("use_keyless: maybe\n")
+    with pytest.raises(ValueError, match=re.escape("broken.yaml")):
+        build(templates_dir=tmp_path)
+
+
+def test_shipped_templates_are_in_the_configmap_and_the_examples_use_them() -> None:
+    shipped = template_files(PROJECT_TEMPLATES_DIR)
+    assert shipped and build().config_map("tyk-controller-templates") == shipped
+    names = {Path(name).stem for name in shipped}
+    used = {
+        d["metadata"].get("annotations", {}).get("template.service.tyk.io") for _, d in _ingress_examples()
+    } - {None}
+    assert used and used <= names
+
+
 @pytest.mark.parametrize("name", ["notes.txt", "bad name.yaml"])
 def test_a_template_file_the_controller_would_not_read_fails_the_plan(tmp_path: Path, name: str) -> None:
     (tmp_path / name).write_text("{}")
@@ -292,6 +309,32 @@ def test_the_pod_waits_for_its_permissions() -> None:
     assert built.one(INGRESS_CLASS).urn in deployment.dependencies
 
 
+def test_hook_points_for_features_in_the_controller_process() -> None:
+    import pulumi_kubernetes as k8s
+
+    rule = rbac.Rule(("",), ("configmaps",), ("list", "watch"))
+    env = k8s.core.v1.EnvVarArgs(name="FEATURE_SETTING", value="on")
+    built = build(
+        {"webhook": {"enabled": True}},
+        config_fields={"debounce_seconds": 2.5},
+        extra_env=[env],
+        extra_cluster_rules=(rule,),
+    )
+    assert json.loads(built.config_map("tyk-controller-config")["config.json"])["debounceSeconds"] == 2.5
+    assert {"name": "FEATURE_SETTING", "value": "on"} in built.container()["env"]
+    [cluster_role] = built.of_type(CLUSTER_ROLE)
+    assert reveal(cluster_role.inputs)["rules"][-1] == expected((rule,))[0]
+    # The webhook hook point: its certificate is mounted where the config says, its port is declared.
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    mounts = {m["mountPath"] for m in built.container()["volumeMounts"]}
+    assert str(Path(config["webhook"]["certFile"]).parent) in mounts
+    assert {
+        "name": "webhook",
+        "containerPort": config["webhook"]["port"],
+        "protocol": "TCP",
+    } in built.container()["ports"]
+
+
 # --- settings ------------------------------------------------------------------------------------------------
 
 
@@ -326,6 +369,15 @@ def _raw(controller: dict[str, Any], cluster: dict[str, Any] | None = None) -> d
             "tyk-aks:controller.leaderElection = False: 2 replicas without it",
         ),
         (
+            {
+                "enabled": True,
+                "image": {"registry": "localhost:5001"},
+                "entryPoint": {"loadBalancerSourceRanges": ["10.0.0.1/8"]},
+            },
+            None,
+            "tyk-aks:controller.entryPoint.loadBalancerSourceRanges.0 = '10.0.0.1/8': '10.0.0.1/8' is not a CIDR block",
+        ),
+        (
             {"enabled": True, "watchNamespaces": ["Apps"], "image": {"registry": "localhost:5001"}},
             None,
             "tyk-aks:controller.watchNamespaces.0 = 'Apps'",
@@ -337,7 +389,7 @@ def test_bad_controller_settings_are_one_line_errors(
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(_raw(controller, cluster))
-    [line] = str(caught.value).splitlines()[1:]
+    [line] = [line for line in str(caught.value).splitlines() if line.strip().startswith("tyk-aks:")]
     assert line.strip().startswith(message), line
 
 
@@ -414,6 +466,8 @@ def test_entry_point_service_and_gateway_tls_port(stack: str) -> None:
     # gateway/proxy_muxer.go generateListener: only whitelisted ports open; PortsWhiteList decodes JSON.
     assert json.loads(env["TYK_GW_PORTWHITELIST"]) == {"https": {"ports": [HTTPS_PORT]}}
     assert "TYK_GW_DISABLEPORTWHITELIST" not in env
+    # The chart's deprecated file certificates point at files it mounts only with global.tls.gateway: none.
+    assert gateway["tls"] == {"certificates": []}
     certificate_path = Path(env["TYK_GW_HTTPSERVEROPTIONS_SSLCERTIFICATES"])
     [mount] = [m for m in gateway["extraVolumeMounts"] if m["mountPath"] == str(certificate_path.parent)]
     [volume] = [v for v in gateway["extraVolumes"] if v["name"] == mount["name"]]

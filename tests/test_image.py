@@ -19,7 +19,8 @@ from components.controller_image import BUILD_INPUTS
 from offline.plan import PROJECT_DIR
 
 DOCKERFILE = PROJECT_DIR / "Dockerfile"
-REQUIREMENTS = PROJECT_DIR / "requirements-controller.txt"
+REQUIREMENTS = PROJECT_DIR / "requirements-controller.in"
+LOCK = PROJECT_DIR / "requirements-controller.txt"
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
 
 
@@ -35,13 +36,13 @@ def instructions() -> list[tuple[str, str]]:
     return result
 
 
-def pins() -> dict[str, str]:
+def pins(path: Path = REQUIREMENTS) -> dict[str, str]:
     found = {}
-    for line in REQUIREMENTS.read_text().splitlines():
-        requirement = line.split("#", 1)[0].strip()
-        if requirement:
+    for line in path.read_text().splitlines():
+        requirement = line.split("#", 1)[0].split("\\", 1)[0].strip()
+        if requirement and not requirement.startswith("--"):
             name, _, version = requirement.partition("==")
-            assert version, f"requirements-controller.txt: {requirement!r} is not pinned with =="
+            assert version, f"{path.name}: {requirement!r} is not pinned with =="
             found[name.strip().lower().replace("_", "-")] = version.strip()
     return found
 
@@ -119,9 +120,33 @@ def test_requirements_cover_what_the_controller_imports_at_the_tested_versions()
     distributions = importlib.metadata.packages_distributions()
     needed = {distributions[m][0].lower().replace("_", "-") for m in modules}
     pinned = pins()
-    assert needed <= set(pinned), f"imported but not in requirements-controller.txt: {needed - set(pinned)}"
+    assert needed <= set(pinned), f"imported but not in requirements-controller.in: {needed - set(pinned)}"
     assert "pulumi" not in needed, "the controller must not need the Pulumi SDK"
+    locked = pins(LOCK)
     for name, version in pinned.items():
+        assert locked.get(name) == version, f"{name}: the lock has {locked.get(name)}, the .in pins {version}"
+    for name, version in locked.items():
         assert importlib.metadata.version(name) == version, (
             f"{name}: tests run another version than the image"
         )
+
+
+def test_lock_is_complete_and_every_line_hashed() -> None:
+    text = LOCK.read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M
+    )
+    assert len(entries) == len(pins(LOCK)) >= len(pins())
+    assert "file:" not in text and "--index-url" not in text and "--find-links" not in text
+    # Closed under dependencies (markers evaluated for this Python on Linux, as in the image): --require-hashes
+    # refuses to install anything the lock doesn't hold.
+    from packaging.requirements import Requirement
+
+    locked = set(pins(LOCK))
+    for name in locked:
+        for text in importlib.metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = requirement.name.lower().replace("_", "-")
+            assert dependency in locked, f"{name} needs {dependency}, which the lock doesn't hold"

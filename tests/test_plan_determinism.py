@@ -123,7 +123,7 @@ def test_no_resource_warnings_in_development_mode() -> None:
 def test_generated_certificates_are_the_same_on_every_run() -> None:
     """With the webhook on, keys and certificates (and the caBundle built from them) don't churn the plan."""
     config, secret_keys, _ = read_stack_config("dev")
-    controller = json.loads(config.get("tyk-aks:controller") or "{}")
+    controller = json.loads(config["tyk-aks:controller"])
     config["tyk-aks:controller"] = json.dumps({**controller, "enabled": True, "webhook": {"enabled": True}})
     plans = {json.dumps(run_program("dev", config, secret_keys).to_json(), sort_keys=True) for _ in range(2)}
     assert len(plans) == 1

@@ -359,6 +359,16 @@ def test_e2e_script_is_valid_bash_and_executable() -> None:
     assert "set -euo pipefail" in E2E_SCRIPT.read_text()
 
 
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "shellcheck").exists() and shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed",
+)
+def test_e2e_script_passes_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    result = subprocess.run([shellcheck, str(E2E_SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_e2e_script_has_no_port_forward_loop() -> None:
     text = E2E_SCRIPT.read_text()
     assert "while true" not in text and "until " not in text

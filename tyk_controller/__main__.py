@@ -15,7 +15,6 @@ started), 1 when a core task failed.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
@@ -25,6 +24,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from tyk_gateway.client import GatewayClient, Secret
 
+from . import translate
 from .config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
@@ -35,6 +35,8 @@ from .config import (
     ControllerConfig,
     load_config,
 )
+from .runtime import Controller, Translator
+from .templates import TemplateError, load_templates
 
 log = logging.getLogger("tyk_controller")
 
@@ -49,28 +51,19 @@ def setup_logging() -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def load_translator(config: ControllerConfig) -> object:
-    """The translation functions and the templates folder (imported here: the runtime does not own them)."""
-    from . import translate
-    from .runtime import Translator
-
-    try:
-        templates = importlib.import_module("tyk_controller.templates").load_templates(config.templates_dir)
-    except ModuleNotFoundError:
-        templates = {}
+def load_translator(config: ControllerConfig) -> Translator:
+    """The translation functions and the templates (read once at start; a bad template stops the start)."""
     return Translator(
         translate=translate.translate_ingress,
         owner_of=translate.owner_of,
         ingress_handled=translate.ingress_handled,
-        templates=templates,
+        templates=load_templates(config.templates_dir),
     )
 
 
-async def _main(config: ControllerConfig, secret: Secret, pod_name: str, pod_namespace: str) -> int:
-    from .runtime import Controller, Translator
-
-    translator = load_translator(config)
-    assert isinstance(translator, Translator)
+async def _main(
+    config: ControllerConfig, translator: Translator, secret: Secret, pod_name: str, pod_namespace: str
+) -> int:
     gateway = GatewayClient(config.gateway_url, secret, config.gateway_client)
     controller = Controller(config, gateway, translator, pod_name, pod_namespace)
     from .mesh.runtime import MeshRuntime
@@ -122,11 +115,17 @@ def main() -> int:
         from .mesh.runtime import mesh_problems
 
         problems.extend(mesh_problems(config))
-    if problems or config is None:
+    translator: Translator | None = None
+    if config is not None:
+        try:
+            translator = load_translator(config)
+        except TemplateError as error:
+            problems.append(str(error))
+    if problems or config is None or translator is None:
         for problem in problems:
             log.error(problem)
         return 2
-    return asyncio.run(_main(config, Secret(secret_value), pod_name, pod_namespace))
+    return asyncio.run(_main(config, translator, Secret(secret_value), pod_name, pod_namespace))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ class Kind:
     version: str
     plural: str
     namespaced: bool
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def kopf_ref(self) -> str:
@@ -58,12 +63,12 @@ class Kind:
         return base
 
 
-INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", True)
-INGRESS_CLASSES = Kind("networking.k8s.io", "v1", "ingressclasses", False)
-SERVICES = Kind("", "v1", "services", True)
-SECRETS = Kind("", "v1", "secrets", True)
-EVENTS = Kind("", "v1", "events", True)
-LEASES = Kind("coordination.k8s.io", "v1", "leases", True)
+INGRESSES = Kind("networking.k8s.io", "v1", "ingresses", True, "Ingress")
+INGRESS_CLASSES = Kind("networking.k8s.io", "v1", "ingressclasses", False, "IngressClass")
+SERVICES = Kind("", "v1", "services", True, "Service")
+SECRETS = Kind("", "v1", "secrets", True, "Secret")
+EVENTS = Kind("", "v1", "events", True, "Event")
+LEASES = Kind("coordination.k8s.io", "v1", "leases", True, "Lease")
 
 
 def object_key(body: Mapping[str, Any]) -> Key:
@@ -86,13 +91,27 @@ def slim_secret(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def slim(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object as stored: without ``managedFields``, and always with ``apiVersion``/``kind`` (the items
+    of a list response carry neither; watch events do)."""
     if kind is SECRETS:
         return slim_secret(body)
     out = {k: v for k, v in body.items() if k != "metadata"}
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     out["metadata"] = meta
+    out["apiVersion"], out["kind"] = kind.api_version, kind.kind
     return out
+
+
+def _significant(body: Mapping[str, Any]) -> Any:
+    """What a reconcile depends on: not the status (ours, mostly) nor the bookkeeping metadata.
+
+    The status this controller writes comes back as a watch event; it must not cost another pass.
+    """
+    meta = {
+        k: v for k, v in (body.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")
+    }
+    return {k: v for k, v in body.items() if k not in ("status", "metadata")} | {"metadata": meta}
 
 
 class Store:
@@ -119,9 +138,11 @@ class Store:
             if self.items.pop(key, None) is not None:
                 self._changed()
             return
-        if self.items.get(key) != kept:
+        previous = self.items.get(key)
+        if previous != kept:
             self.items[key] = kept
-            self._changed()
+            if previous is None or _significant(previous) != _significant(kept):
+                self._changed()
 
     def begin_list(self) -> None:
         self._listing = True
@@ -141,8 +162,9 @@ class Store:
             if kept is None:
                 changed |= self.items.pop(key, None) is not None
             elif self.items.get(key) != kept:
+                previous = self.items.get(key)
                 self.items[key] = kept
-                changed = True
+                changed |= previous is None or _significant(previous) != _significant(kept)
         for key in list(self.items):
             if key not in seen and key not in self._touched:
                 del self.items[key]

@@ -46,7 +46,8 @@ log = logging.getLogger("tyk_controller.reconcile")
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 EVENT_COMPONENT = "tyk-ingress-controller"
-WRITE_WORKERS = 4
+WRITE_WORKERS = 8  # concurrent gateway writes (the gateway's HTTP server handles each on its own goroutine)
+KUBE_CONCURRENCY = 16  # concurrent status patches / Event posts
 
 
 class TranslationLike(Protocol):
@@ -64,7 +65,7 @@ class TranslationLike(Protocol):
 
 TranslateFn = Callable[..., TranslationLike]
 OwnerFn = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
-HandledFn = Callable[..., bool]  # (ingress, config, *, default_class) -> bool
+HandledFn = Callable[..., bool]  # (ingress, config, *, default_class, classes) -> bool
 
 
 @dataclass
@@ -115,6 +116,9 @@ class Reconciler:
     publish_status: dict[str, Any] | None = None
     _pending: dict[str, tuple[Any, float]] = field(default_factory=dict)  # api_id -> (canonical|None, when)
     _cache: dict[Key, _Translated] = field(default_factory=dict)
+    _reported: set[Key] = field(default_factory=set)  # Ingresses whose status this process has set
+    # api_id -> (canonical definition, Problem): refused with a 4xx; not sent again until it changes
+    _refused: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     _posted: dict[tuple[str, str, str], set[tuple[str, str]]] = field(default_factory=dict)
     _executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(WRITE_WORKERS))
 
@@ -123,18 +127,22 @@ class Reconciler:
     def handled(self, ingress: Mapping[str, Any]) -> bool:
         """The contract's class check, with what only the runtime knows: the IngressClass objects.
 
-        The IngressClass named ``config.ingress_class``, when it exists, must name this controller
-        (``spec.controller``); when it is marked as the cluster default, Ingresses without any class are
-        handled too.
+        IngressClasses whose ``spec.controller`` is ``config.controller_name`` are ours; the one named
+        ``config.ingress_class`` counts only when it names this controller (or does not exist: the legacy
+        annotation needs no IngressClass object). One of ours marked as the cluster default takes the
+        Ingresses that name no class at all.
         """
-        ingress_class = self.state.ingress_classes.items.get(("", self.config.ingress_class))
+        classes: list[str] = []
         default_class = False
-        if ingress_class is not None:
-            if (ingress_class.get("spec") or {}).get("controller") != self.config.controller_name:
-                return False
-            annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
-            default_class = annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
-        return self.ingress_handled(ingress, self.config, default_class=default_class)
+        for (_, name), obj in self.state.ingress_classes.items.items():
+            if (obj.get("spec") or {}).get("controller") != self.config.controller_name:
+                if name == self.config.ingress_class:
+                    return False
+                continue
+            classes.append(name)
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            default_class |= annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+        return self.ingress_handled(ingress, self.config, default_class=default_class, classes=classes)
 
     # --- desired state ---------------------------------------------------------------------------------
 
@@ -142,9 +150,13 @@ class Reconciler:
         key = (ingress["metadata"].get("namespace", ""), ingress["metadata"]["name"])
         services = self.state.services.items
         secrets = self.state.secrets.items
+        # Not the resourceVersion: the status this controller writes bumps it without changing the translation.
         fingerprint = _fingerprint(
-            ingress["metadata"].get("resourceVersion"),
             ingress["metadata"].get("uid"),
+            ingress["metadata"].get("generation"),
+            ingress["metadata"].get("annotations"),
+            ingress["metadata"].get("labels"),
+            ingress.get("spec"),
             self.state.services.generation,
             self.state.secrets.generation,
             self.state.ingress_classes.generation,
@@ -199,6 +211,7 @@ class Reconciler:
             if now - self._pending[api_id][1] > self.pending_grace:
                 del self._pending[api_id]
         writes: list[tuple[Key, dict[str, Any]]] = []
+        rejected: dict[Key, list[Any]] = {}
         for api_id, (key, definition) in desired.items():
             want = canonical(definition)
             current = owned.get(api_id)
@@ -208,7 +221,13 @@ class Reconciler:
             pending = self._pending.get(api_id)
             if pending is not None and pending[0] == want:
                 continue  # written moment ago, not loaded yet
+            refused = self._refused.get(api_id)
+            if refused is not None and refused[0] == want:
+                rejected.setdefault(key, []).append(refused[1])  # same definition: don't send it again
+                continue
             writes.append((key, definition))
+        for api_id in [a for a in self._refused if a not in desired]:
+            del self._refused[api_id]
         deletes: list[str] = []
         for api_id, (owner, _) in owned.items():
             if api_id in desired or owner in frozen:
@@ -220,7 +239,6 @@ class Reconciler:
         for api_id in [a for a, (v, _) in self._pending.items() if v is None and a not in owned]:
             del self._pending[api_id]
 
-        rejected: dict[Key, list[Any]] = {}
         if certificates:
             result.certificates = await self._push_certificates(certificates)
         if writes or deletes:
@@ -230,24 +248,28 @@ class Reconciler:
                 *(loop.run_in_executor(self._executor, self._delete, api_id) for api_id in deletes),
             )
             unreachable: TykGatewayError | None = None
-            for outcome in outcomes:
+            maybe_applied = False  # a write without an answer may have reached the gateway
+            for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, tuple):
                     key, failure = outcome
+                    result.failed_writes += 1
                     if failure.status is None or failure.status >= 500:
                         unreachable = failure
-                    else:
-                        rejected.setdefault(key, []).append(
-                            _Problem(
-                                "",
-                                "GatewayRejected",
-                                f"the gateway refused an API definition: {failure.message}",
-                                False,
-                            )
-                        )
-                    result.failed_writes += 1
+                        maybe_applied = True
+                        continue
+                    problem = _Problem(
+                        "",
+                        "GatewayRejected",
+                        f"the gateway refused an API definition: {failure.message}",
+                        False,
+                    )
+                    rejected.setdefault(key, []).append(problem)
+                    if index < len(writes):
+                        definition = writes[index][1]
+                        self._refused[str(definition["api_id"])] = (canonical(definition), problem)
             result.written = sum(1 for o in outcomes[: len(writes)] if o is None)
             result.deleted = sum(1 for o in outcomes[len(writes) :] if o is None)
-            if result.written or result.deleted or result.failed_writes:
+            if result.written or result.deleted or maybe_applied:
                 await self._reload()
                 result.reloads = 1
             if unreachable is not None:
@@ -362,27 +384,51 @@ class Reconciler:
                 entries.append(entry)
         self.publish_status = {"ingress": entries} if entries else {}
 
+    async def _bounded(self, calls: list[Any]) -> list[Any]:
+        """Run Kubernetes calls concurrently, at most ``KUBE_CONCURRENCY`` at a time."""
+        semaphore = asyncio.Semaphore(KUBE_CONCURRENCY)
+
+        async def one(call: Any) -> Any:
+            async with semaphore:
+                return await call
+
+        return await asyncio.gather(*(one(c) for c in calls))
+
     async def _update_statuses(self, ingresses: Mapping[Key, Mapping[str, Any]]) -> int:
-        if self.publish_status is None:
+        """Handled Ingresses report the publish Service's address; one this controller stops handling (its
+        class changed) gets the address it was given removed, as other controllers do."""
+        calls = []
+        if self.publish_status is not None:
+            for (namespace, name), ingress in ingresses.items():
+                current = (ingress.get("status") or {}).get("loadBalancer") or {}
+                self._reported.add((namespace, name))
+                if current == self.publish_status or (not current.get("ingress") and not self.publish_status):
+                    continue
+                calls.append(self._patch_status(namespace, name, self.publish_status))
+        for key in sorted(self._reported - set(ingresses)):
+            self._reported.discard(key)
+            stored = self.state.ingresses.items.get(key)
+            if stored is None:
+                continue  # deleted: nothing to clean
+            current = (stored.get("status") or {}).get("loadBalancer") or {}
+            if current.get("ingress") and current == self.publish_status:
+                calls.append(self._patch_status(key[0], key[1], {}))
+        return sum(await self._bounded(calls))
+
+    async def _patch_status(self, namespace: str, name: str, load_balancer: Mapping[str, Any]) -> int:
+        patch = {"status": {"loadBalancer": dict(load_balancer) or {"ingress": None}}}
+        try:
+            await self.kube.request(
+                "PATCH",
+                INGRESSES.path(namespace, name, "status"),
+                patch,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as error:
+            log.warning("cannot update status of Ingress %s/%s: %s", namespace, name, error)
             return 0
-        patched = 0
-        for (namespace, name), ingress in ingresses.items():
-            current = (ingress.get("status") or {}).get("loadBalancer") or {}
-            if current == self.publish_status or (not current.get("ingress") and not self.publish_status):
-                continue
-            patch = {"status": {"loadBalancer": self.publish_status or {"ingress": None}}}
-            try:
-                await self.kube.request(
-                    "PATCH",
-                    INGRESSES.path(namespace, name, "status"),
-                    patch,
-                    content_type="application/merge-patch+json",
-                )
-                patched += 1
-                log.info("updated status of Ingress %s/%s", namespace, name)
-            except KubeError as error:
-                log.warning("cannot update status of Ingress %s/%s: %s", namespace, name, error)
-        return patched
+        log.info("updated status of Ingress %s/%s", namespace, name)
+        return 1
 
     async def _report(
         self,
@@ -390,7 +436,7 @@ class Reconciler:
         problems: Mapping[Key, list[Any]],
         written_by: Mapping[Key, int],
     ) -> int:
-        posted = 0
+        calls = []
         for key, ingress in ingresses.items():
             meta = ingress["metadata"]
             ident = (key[0], key[1], str(meta.get("uid", "")))
@@ -401,19 +447,15 @@ class Reconciler:
                 entry = (problem.reason, f"{where}{problem.message}")
                 current.add(entry)
                 if entry not in seen:
-                    posted += await self.post_event(ingress, "Warning", *entry)
+                    calls.append(self.post_event(ingress, "Warning", *entry))
             self._posted[ident] = current
             if written_by.get(key):
                 count = written_by[key]
-                posted += await self.post_event(
-                    ingress,
-                    "Normal",
-                    "Sync",
-                    f"wrote {count} API definition{'s' if count != 1 else ''} to the gateway",
-                )
+                message = f"wrote {count} API definition{'s' if count != 1 else ''} to the gateway"
+                calls.append(self.post_event(ingress, "Normal", "Sync", message))
         for ident in [i for i in self._posted if (i[0], i[1]) not in ingresses]:
             del self._posted[ident]
-        return posted
+        return sum(await self._bounded(calls))
 
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> int:
         """Create one core/v1 Event (what ``kubectl describe`` shows). Returns 1 when posted."""

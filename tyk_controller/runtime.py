@@ -238,6 +238,10 @@ class Controller:
         next_full = time.monotonic()
         self.state.changed.set()
         while True:
+            if not self.is_leader:
+                self._wake.clear()
+                await self._wake.wait()  # set when this replica becomes the leader
+                continue
             timeout = max(0.0, next_full - time.monotonic())
             waiters = [
                 asyncio.ensure_future(self.state.changed.wait()),
@@ -250,7 +254,6 @@ class Controller:
                     waiter.cancel()
             self._wake.clear()
             if not self.is_leader:
-                await asyncio.sleep(0.1)
                 continue
             full = self._force_full or time.monotonic() >= next_full
             if not full and self.config.debounce_seconds:
@@ -265,6 +268,8 @@ class Controller:
                 await self._gateway_failed(error)
             except KubeError as error:
                 log.warning("Kubernetes call failed, will retry: %s", error)
+            except Exception:  # a bug or an answer nobody foresaw: log it, keep serving, retry with backoff
+                log.exception("reconcile pass failed, will retry")
             else:
                 if full:
                     self._force_full = False

@@ -6,7 +6,8 @@ problems)``, ``owner_of``, ``ingress_handled``. This stand-in keeps those tests 
 translation; the end-to-end tests run the real one (``tyk_controller.translate``) in the real process.
 
 Test-only annotations: ``test.tyk-aks.io/fatal: <message>`` adds a fatal Problem, ``test.tyk-aks.io/warn:
-<message>`` a non-fatal one.
+<message>`` a non-fatal one, ``test.tyk-aks.io/allowed-ips: <list>`` an IP allow-list (which the gateway
+validates).
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ class Translation:
     problems: list[Problem] = field(default_factory=list)
 
 
-def ingress_handled(ingress: Mapping[str, Any], config: Any, *, default_class: bool = False) -> bool:
+def ingress_handled(
+    ingress: Mapping[str, Any], config: Any, *, default_class: bool = False, classes: Any = ()
+) -> bool:
     spec = ingress.get("spec") or {}
     annotations = (ingress.get("metadata") or {}).get("annotations") or {}
     name = spec.get("ingressClassName") or annotations.get("kubernetes.io/ingress.class")
-    return bool(name == config.ingress_class) if name else default_class
+    return bool(name == config.ingress_class or name in classes) if name else default_class
 
 
 def owner_of(definition: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -116,4 +119,9 @@ def translate_ingress(
                 "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
                 "config_data": {OWNER_KEY: f"{namespace}/{name}"},
             }
+            if "test.tyk-aks.io/allowed-ips" in annotations:
+                apis[api_id] |= {
+                    "enable_ip_whitelisting": True,
+                    "allowed_ips": annotations["test.tyk-aks.io/allowed-ips"].split(","),
+                }
     return Translation(apis, certificates, problems)

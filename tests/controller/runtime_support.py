@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import requests
+
+from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble, controller_identity
 from tyk_controller import rbac
+from tyk_controller.config import ControllerConfig
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 CONTROLLER_TOKEN = "controller-token"
 CONTROLLER_NAMESPACE = "tyk"
@@ -123,12 +134,14 @@ class Cluster:
 class InProcessController:
     """``tyk_controller.runtime.Controller`` on its own event-loop thread (with the contract translator)."""
 
-    def __init__(self, config: Any, gateway_secret: str, pod_name: str = "controller-0") -> None:
+    def __init__(
+        self, config: Any, gateway_secret: str, pod_name: str = "controller-0", translator: Any = None
+    ) -> None:
         from tests.controller import contract_translator
         from tyk_controller.runtime import Controller, Translator
         from tyk_gateway.client import GatewayClient, Secret
 
-        translator = Translator(
+        translator = translator or Translator(
             translate=contract_translator.translate_ingress,
             owner_of=contract_translator.owner_of,
             ingress_handled=contract_translator.ingress_handled,
@@ -247,3 +260,91 @@ class TcpProxy:
         self._closed = True
         self.down()
         self._listener.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControllerProcess:
+    """One controller replica: its own service-account token, config file and health port."""
+
+    def __init__(
+        self, api: KubeApiDouble, gateway: GatewayEmulator, folder: Path, pod: str, **config: Any
+    ) -> None:
+        self.pod = pod
+        self.user = f"system:serviceaccount:{CONTROLLER_NAMESPACE}:{pod}"
+        token = f"token-{pod}"
+        api.grant(
+            token,
+            controller_identity(self.user, CONTROLLER_NAMESPACE, config.get("watch_namespaces", []), rbac),
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        kubeconfig = folder / "kubeconfig"
+        kubeconfig.write_text(json.dumps(api.kubeconfig(token)))
+        values: dict[str, Any] = {
+            "gateway_url": gateway.url,
+            "publish_service": "tyk/gateway",
+            "resync_seconds": 2.0,
+            "debounce_seconds": 0.05,
+            "min_reload_interval_seconds": 0.2,
+            "retry_backoff_max_seconds": 0.5,
+            "probe_interval_seconds": 0.2,
+            "health_port": free_port(),
+            "leader_election": {
+                "leaseDurationSeconds": 2,
+                "renewDeadlineSeconds": 1.5,
+                "retryPeriodSeconds": 0.2,
+            },
+            "gateway_client": {"retries": 1, "backoffFactor": 0.01, "connectTimeout": 1, "readTimeout": 5},
+            "templates_dir": str(PROJECT_DIR / "ingress_templates"),
+        } | config
+        self.config = ControllerConfig.model_validate(values)
+        config_file = folder / "config.json"
+        config_file.write_text(self.config.model_dump_json(by_alias=True))
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "TYK_CONTROLLER_CONFIG": str(config_file),
+            "TYK_CONTROLLER_GATEWAY_SECRET": gateway.secret,
+            "POD_NAME": pod,
+            "POD_NAMESPACE": CONTROLLER_NAMESPACE,
+            "KUBECONFIG": str(kubeconfig),
+            "PYTHONPATH": str(PROJECT_DIR),
+        }
+        self.log = folder / "controller.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ControllerProcess:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tyk_controller"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                cwd=PROJECT_DIR,
+            )
+        return self
+
+    def signal(self, signum: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=20)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (no Lease release, a batch cut short)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def health(self, path: str) -> int:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.config.health_port}{path}", timeout=2).status_code
+        except requests.RequestException:
+            return 0
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]

@@ -133,8 +133,17 @@ def test_apply_edit_delete(api: KubeApiDouble, gateway: GatewayEmulator, kubecon
         )
         api.apply(ingress("shop", paths=("/a", "/c", "/d")))
         wait_for(lambda: len(owned(gateway)) == 3, what="three APIs after the edit")
-        api.delete("networking.k8s.io/v1", "Ingress", "default", "shop")
-        wait_for(lambda: not owned(gateway), what="APIs removed")
+        api.apply(
+            ingress("shop", paths=("/a", "/c", "/d"), class_name="nginx")
+        )  # handed to another controller
+        wait_for(lambda: not owned(gateway), what="APIs removed when the class changed")
+        wait_for(
+            lambda: (
+                (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status")
+                == {"loadBalancer": {}}
+            ),
+            what="the address removed from the status",
+        )
         assert not (api.get("networking.k8s.io/v1", "Ingress", "default", "other-class") or {}).get("status")
         assert not cluster.writes_to_ingresses()[1:] or all(
             r.resource == "ingresses/status" for r in cluster.writes_to_ingresses()
@@ -294,6 +303,10 @@ def test_runs_within_its_rbac_and_writes_only_ingress_status(
             lambda: (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status"),
             what="status",
         )
+        stored = api.get("networking.k8s.io/v1", "Ingress", "default", "shop")
+        assert stored is not None and "finalizers" not in stored["metadata"]
+        assert stored["metadata"]["annotations"] == {"test.tyk-aks.io/warn": "something unsupported"}
+        assert stored["spec"] == ingress("shop")["spec"]
         api.apply(ingress("shop", paths=("/", "/x")))
         wait_for(lambda: len(owned(gateway)) == 2, what="edit")
         api.delete("networking.k8s.io/v1", "Ingress", "default", "shop")
@@ -347,3 +360,33 @@ def test_watch_namespaces_use_namespaced_access_only(
     cluster_wide = {r.resource for r in api.requests if r.verb and r.namespace is None}
     assert cluster_wide == {"ingressclasses"}, cluster_wide
     assert {r.namespace for r in api.requests if r.resource == "secrets"} == {"team-a", "team-b"}
+
+
+def test_a_definition_the_gateway_refuses_is_reported_and_the_others_are_written(
+    api: KubeApiDouble, gateway: GatewayEmulator, kubeconfig: Path
+) -> None:
+    cluster = setup_cluster(api)
+    api.apply(ingress("good", host="good.example.com"))
+    api.apply(
+        ingress(
+            "bad", host="bad.example.com", annotations={"test.tyk-aks.io/allowed-ips": "10.0.0.1,not-an-ip"}
+        )
+    )
+    with running(make_config(gateway, resync_seconds=0.3), gateway) as controller:
+        wait_for(
+            lambda: set(owned(gateway).values()) == {("default", "good")}, what="the good Ingress served"
+        )
+        [event] = wait_for(lambda: cluster.events("bad", "GatewayRejected"), what="the Warning Event")
+        assert 'invalid IP/CIDR "not-an-ip"' in event["message"]
+        gateway.reset_stats()
+        time.sleep(1.0)  # resyncs: the refused definition is not sent again, the Event not repeated
+        assert gateway.stats.count("POST /tyk/apis", "GET /tyk/reload/group") == 0, gateway.stats.calls
+        assert len(cluster.events("bad", "GatewayRejected")) == 1
+        api.apply(
+            ingress("bad", host="bad.example.com", annotations={"test.tyk-aks.io/allowed-ips": "10.0.0.1"})
+        )
+        wait_for(
+            lambda: set(owned(gateway).values()) == {("default", "good"), ("default", "bad")}, what="fixed"
+        )
+        assert not cluster.events(reason="GatewayUnavailable")
+        assert controller.controller.alive()

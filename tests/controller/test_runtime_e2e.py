@@ -4,11 +4,7 @@ translation, against the fake Kubernetes API server and the gateway emulator.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +14,16 @@ import pytest
 import requests
 
 from tests.controller.runtime_support import (
-    CONTROLLER_NAMESPACE,
     Cluster,
+    ControllerProcess,
     ingress,
     ingress_class,
     service,
     wait_for,
 )
+from tests.controller.tls_fixtures import certificate, rsa_key, tls_secret
 from tests.gateway_emulator import GatewayEmulator
-from tests.kube_api_double import KubeApiDouble, controller_identity
-from tyk_controller import rbac
-from tyk_controller.config import ControllerConfig
+from tests.kube_api_double import KubeApiDouble
 from tyk_controller.translate import owner_of
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -44,94 +39,6 @@ def api() -> Iterator[KubeApiDouble]:
 def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
     with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
         yield emulator
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ControllerProcess:
-    """One controller replica: its own service-account token, config file and health port."""
-
-    def __init__(
-        self, api: KubeApiDouble, gateway: GatewayEmulator, folder: Path, pod: str, **config: Any
-    ) -> None:
-        self.pod = pod
-        self.user = f"system:serviceaccount:{CONTROLLER_NAMESPACE}:{pod}"
-        token = f"token-{pod}"
-        api.grant(
-            token,
-            controller_identity(self.user, CONTROLLER_NAMESPACE, config.get("watch_namespaces", []), rbac),
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        kubeconfig = folder / "kubeconfig"
-        kubeconfig.write_text(json.dumps(api.kubeconfig(token)))
-        values: dict[str, Any] = {
-            "gateway_url": gateway.url,
-            "publish_service": "tyk/gateway",
-            "resync_seconds": 2.0,
-            "debounce_seconds": 0.05,
-            "min_reload_interval_seconds": 0.2,
-            "retry_backoff_max_seconds": 0.5,
-            "probe_interval_seconds": 0.2,
-            "health_port": free_port(),
-            "leader_election": {
-                "leaseDurationSeconds": 2,
-                "renewDeadlineSeconds": 1.5,
-                "retryPeriodSeconds": 0.2,
-            },
-            "gateway_client": {"retries": 1, "backoffFactor": 0.01, "connectTimeout": 1, "readTimeout": 5},
-            "templates_dir": str(folder / "templates"),
-        } | config
-        self.config = ControllerConfig.model_validate(values)
-        config_file = folder / "config.json"
-        config_file.write_text(self.config.model_dump_json(by_alias=True))
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "TYK_CONTROLLER_CONFIG": str(config_file),
-            "TYK_CONTROLLER_GATEWAY_SECRET": gateway.secret,
-            "POD_NAME": pod,
-            "POD_NAMESPACE": CONTROLLER_NAMESPACE,
-            "KUBECONFIG": str(kubeconfig),
-            "PYTHONPATH": str(PROJECT_DIR),
-        }
-        self.log = folder / "controller.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ControllerProcess:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tyk_controller"],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                cwd=PROJECT_DIR,
-            )
-        return self
-
-    def signal(self, signum: int) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=20)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs (no Lease release, a batch cut short)."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def health(self, path: str) -> int:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.config.health_port}{path}", timeout=2).status_code
-        except requests.RequestException:
-            return 0
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -222,15 +129,19 @@ def test_a_controller_killed_mid_batch_is_finished_by_the_next_one(
     gateway.faults.slow_seconds = 0.05
     first = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0")
     processes.append(first.start())
-    wait_for(lambda: len(gateway.disk_apis()) >= 10, what="the batch under way")
+
+    def files() -> int:  # counted, not parsed: a file may be half-written while the batch runs
+        return len(list(gateway.apps_dir.glob("*.json")))
+
+    wait_for(lambda: files() >= 10, what="the batch under way")
     first.kill()
-    written = len(gateway.disk_apis())
+    written = files()
     assert written < 120, "the batch finished before the kill; slow the gateway down more"
     gateway.faults.slow_rate = 0.0
     second = ControllerProcess(api, gateway, tmp_path / "c1", "controller-1")
     processes.append(second.start())
     wait_for(lambda: len(owned(gateway)) == 120, timeout=30, what="convergence by the second controller")
-    assert len(gateway.disk_apis()) == 120  # deterministic ids: no duplicates
+    assert files() == 120  # deterministic ids: no duplicates
 
 
 def test_two_replicas_only_the_leader_writes(
@@ -261,3 +172,43 @@ def test_two_replicas_only_the_leader_writes(
     lease = api.get("coordination.k8s.io/v1", "Lease", "tyk", "tyk-controller")
     assert lease is not None and lease["spec"]["holderIdentity"] == standby.pod
     assert lease["spec"]["leaseTransitions"] == 1
+
+
+def test_tls_secret_pushed_bound_and_rotated(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    cluster = base_cluster(api)
+
+    def secret(cert: Any) -> dict[str, Any]:
+        return tls_secret(cert, rsa_key(), metadata={"name": "shop-tls", "namespace": "default"})
+
+    def gateway_certs() -> set[str]:
+        answer = requests.get(
+            f"{gateway.url}/tyk/certs",
+            params={"org_id": "default"},
+            headers={"X-Tyk-Authorization": gateway.secret},
+            timeout=5,
+        )
+        return set(answer.json()["certs"])
+
+    def bound() -> set[str]:
+        return {c for a in gateway.loaded_apis.values() if owner_of(a) for c in a.get("certificates") or []}
+
+    api.apply(secret(certificate(["shop.example.com"])))
+    api.apply(ingress("shop", host="shop.example.com", tls_secret="shop-tls"))
+    processes.append(ControllerProcess(api, gateway, tmp_path / "c0", "controller-0").start())
+    first = wait_for(lambda: bound(), what="the API bound to its certificate")
+    assert first <= gateway_certs()
+    api.apply(secret(certificate(["shop.example.com"])))  # rotation: a new certificate in the same Secret
+    second = wait_for(lambda: bound() - first, what="the API bound to the new certificate")
+    assert second <= gateway_certs() and bound() == second
+    broken = tls_secret(
+        certificate(["shop.example.com"]),
+        key_bytes=b"not a key",
+        metadata={"name": "shop-tls", "namespace": "default"},
+    )
+    api.apply(broken)
+    [event] = wait_for(lambda: cluster.events("shop", "TLSSecret"), what="an Event about the Secret")
+    assert event["type"] == "Warning" and "shop-tls" in event["message"]
+    time.sleep(0.5)
+    assert bound() == second  # broken TLS is fatal: the API keeps the certificate it had

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import kopf
 import pytest
@@ -15,6 +16,15 @@ from tyk_controller.kube import KubeClient
 from tyk_controller.leader import LeaderElector
 
 SETTINGS = LeaderElection(lease_duration_seconds=10, renew_deadline_seconds=5, retry_period_seconds=1)
+
+
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Like asyncio.run, without leaving the main thread's event loop unset for later (Pulumi) tests."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 class FakeClock:
@@ -69,7 +79,7 @@ def test_one_holder_standby_takes_over_only_after_the_lease_expires_on_its_own_c
         await a.kube.close()
         await b.kube.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_concurrent_candidates_exactly_one_wins(api: KubeApiDouble) -> None:
@@ -90,7 +100,7 @@ def test_concurrent_candidates_exactly_one_wins(api: KubeApiDouble) -> None:
         for c in candidates:
             await c.kube.close()
 
-    asyncio.run(scenario())
+    run(scenario())
     assert any(r.status == 409 for r in api.requests if r.resource == "leases")
 
 
@@ -122,6 +132,6 @@ def test_leader_steps_down_when_it_cannot_renew_and_releases_on_shutdown(api: Ku
         await a.release()
         await a.kube.close()
 
-    asyncio.run(scenario())
+    run(scenario())
     assert changes == [True, False, True, False]
     assert holder(api) == ""

@@ -71,33 +71,14 @@ SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 # RBAC the reconciler uses, cluster-wide (meshed pods may be in any namespace): the controller's ClusterRole
 # grants exactly these. Secrets: `create` anywhere (a create can't be limited by name) and get/update/delete
-# only of the one named `tyk-mesh` (`SECRET_RESOURCE_NAMES`); never list or watch, so no Secret of the user's
-# is ever readable.
+# only of the one named `tyk-mesh`; never list or watch, so no Secret of the user's is ever readable.
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule(("",), ("pods", "services"), ("list", "watch")),
     Rule(("",), ("configmaps",), ("get", "list", "create", "update", "delete")),
-    Rule(("",), ("secrets",), ("create", "get", "update", "delete")),
+    Rule(("",), ("secrets",), ("create",)),
+    Rule(("",), ("secrets",), ("get", "update", "delete"), resource_names=(NAMESPACE_SECRET,)),
     Rule(("",), ("events",), ("create",)),
 )
-SECRET_RESOURCE_NAMES: dict[str, tuple[str, ...]] = {
-    verb: (NAMESPACE_SECRET,) for verb in ("get", "update", "delete")
-}
-"""Verbs on `secrets` limited by `resourceNames` in the ClusterRole."""
-
-
-def cluster_role_rules() -> list[dict[str, list[str]]]:
-    """`CLUSTER_RULES` as ClusterRole rules, with the Secret verbs limited to `tyk-mesh` by resourceNames."""
-    rules: list[dict[str, list[str]]] = []
-    for rule in CLUSTER_RULES:
-        named = [v for v in rule.verbs if "secrets" in rule.resources and v in SECRET_RESOURCE_NAMES]
-        free = [v for v in rule.verbs if v not in named]
-        base = {"apiGroups": list(rule.api_groups), "resources": list(rule.resources)}
-        if free:
-            rules.append({**base, "verbs": free})
-        if named:
-            names = sorted({n for v in named for n in SECRET_RESOURCE_NAMES[v]})
-            rules.append({**base, "verbs": named, "resourceNames": names})
-    return rules
 
 
 class _Camel(BaseModel):
