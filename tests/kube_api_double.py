@@ -113,6 +113,34 @@ def _label_selector(text: str) -> dict[str, str]:
     return selector
 
 
+def legacy_event_problems(event: Mapping[str, Any], namespace: str) -> list[str]:
+    """core/v1 Event validation (``legacyValidateEvent`` in kubernetes ``pkg/apis/core/validation/events.go``)."""
+    involved = str((event.get("involvedObject") or {}).get("namespace") or "")
+    problems = []
+    if not event.get("eventTime"):
+        if not involved and namespace not in ("", "default"):
+            problems.append(
+                f'involvedObject.namespace: Invalid value: "{involved}": does not match event.namespace'
+            )
+        if involved and involved != namespace:
+            problems.append(
+                f'involvedObject.namespace: Invalid value: "{involved}": does not match event.namespace'
+            )
+        return problems
+    if not involved and namespace not in ("default", "kube-system"):
+        problems.append(
+            f'involvedObject.namespace: Invalid value: "{involved}": does not match event.namespace'
+        )
+    for required in ("reportingController", "reportingInstance", "action", "reason"):
+        if not event.get(required):
+            problems.append(f"{required}: Required value")
+    if len(str(event.get("reason") or "")) > 128:
+        problems.append("reason: Invalid value: can have at most 128 characters")
+    if len(str(event.get("message") or "")) > 1024:
+        problems.append("message: Invalid value: can have at most 1024 characters")
+    return problems
+
+
 @dataclass
 class RecordedRequest:
     method: str
@@ -587,6 +615,12 @@ class KubeApiDouble:
                 )
             if body.get("kind", rtype.kind) != rtype.kind:
                 return self._fail(400, "BadRequest", f"kind {body.get('kind')} does not match {rtype.kind}")
+            if rtype.kind == "Event" and rtype.group == "":
+                invalid = legacy_event_problems(body, namespace or "")
+                if invalid:
+                    return self._fail(
+                        422, "Invalid", f'Event "{meta["name"]}" is invalid: {"; ".join(invalid)}'
+                    )
             meta.pop("resourceVersion", None)
             return self._json(201, self._create(rtype, copy.deepcopy(body)))
         if name is None:

@@ -111,6 +111,7 @@ class Reconciler:
     pod_name: str = ""
     pod_namespace: str = ""
     pending_grace: float = 5.0
+    still_leader: Callable[[], bool] = lambda: True
     clock: Callable[[], float] = time.monotonic
     last_reload: float = float("-inf")
     publish_status: dict[str, Any] | None = None
@@ -229,9 +230,12 @@ class Reconciler:
         for api_id in [a for a in self._refused if a not in desired]:
             del self._refused[api_id]
         deletes: list[str] = []
+        in_scope = set(self.config.watch_namespaces)
         for api_id, (owner, _) in owned.items():
             if api_id in desired or owner in frozen:
                 continue
+            if in_scope and owner[0] not in in_scope:
+                continue  # another controller's namespace (a second install on the same gateways)
             pending = self._pending.get(api_id)
             if pending is not None and pending[0] is None:
                 continue
@@ -239,6 +243,9 @@ class Reconciler:
         for api_id in [a for a, (v, _) in self._pending.items() if v is None and a not in owned]:
             del self._pending[api_id]
 
+        if not self.still_leader():  # the Lease was lost while this pass read: the new leader writes
+            log.info("no longer the leader; the pass stops before writing")
+            return result
         if certificates:
             result.certificates = await self._push_certificates(certificates)
         if writes or deletes:
@@ -280,6 +287,8 @@ class Reconciler:
         written_by: dict[Key, int] = {}
         for key, _ in writes:
             written_by[key] = written_by.get(key, 0) + 1
+        if not self.still_leader():
+            return result
         result.events = await self._report(ingresses, problems, written_by)
         result.statuses = await self._update_statuses(ingresses)
         if writes or deletes or result.certificates:

@@ -88,6 +88,7 @@ class Controller:
             templates=translator.templates,
             pod_name=pod_name,
             pod_namespace=pod_namespace,
+            still_leader=lambda: self.is_leader,
         )
         self.elector: LeaderElector | None = None
         if config.leader_election.enabled:
@@ -286,13 +287,21 @@ class Controller:
     async def run(self) -> None:
         health = await self._serve_health()
         self._tasks.append(asyncio.create_task(self._probe(), name="probes"))
-        while True:
+        while not self.stop.is_set():
             try:
                 await self._check_secrets_access()
                 break
             except KubeError as error:
                 log.warning("Kubernetes unreachable at start, retrying: %s", error)
-                await asyncio.sleep(2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=2)
+        if self.stop.is_set():  # stopped before Kubernetes ever answered
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.kube.close()
+            await health.cleanup()
+            return
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
         self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="reconcile"))

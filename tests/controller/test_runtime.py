@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.controller.contract_translator import owner_of
+from tests.controller.contract_translator import owner_of, translate_ingress
 from tests.controller.runtime_support import (
     CONTROLLER_TOKEN,
     Cluster,
@@ -347,15 +347,32 @@ def test_watch_namespaces_use_namespaced_access_only(
     api: KubeApiDouble, gateway: GatewayEmulator, kubeconfig: Path
 ) -> None:
     setup_cluster(api, watch_namespaces=["team-a", "team-b"])
+    other_install = translate_ingress(
+        ingress("c", namespace="team-c"),
+        services={},
+        tls_secrets={},
+        templates={},
+        config=make_config(gateway),
+    )
+    for definition in other_install.apis.values():
+        requests.post(
+            f"{gateway.url}/tyk/apis",
+            json=definition,
+            headers={"X-Tyk-Authorization": gateway.secret},
+            timeout=5,
+        )
+    gateway.reload_now()
     api.apply(service("web", "team-a"))
     api.apply(ingress("a", namespace="team-a"))
     api.apply(ingress("b", namespace="team-b"))
     api.apply(ingress("elsewhere", namespace="default"))
     with running(make_config(gateway, watch_namespaces=["team-a", "team-b"]), gateway):
         wait_for(
-            lambda: set(owned(gateway).values()) == {("team-a", "a"), ("team-b", "b")}, what="watched only"
+            lambda: set(owned(gateway).values()) == {("team-a", "a"), ("team-b", "b"), ("team-c", "c")},
+            what="watched namespaces served, another install's APIs left alone",
         )
         time.sleep(0.5)
+        assert ("team-c", "c") in set(owned(gateway).values())
     assert not [r for r in api.requests if r.status == 403]
     cluster_wide = {r.resource for r in api.requests if r.verb and r.namespace is None}
     assert cluster_wide == {"ingressclasses"}, cluster_wide
@@ -390,3 +407,26 @@ def test_a_definition_the_gateway_refuses_is_reported_and_the_others_are_written
         )
         assert not cluster.events(reason="GatewayUnavailable")
         assert controller.controller.alive()
+
+
+def test_resync_repairs_changes_made_behind_its_back(
+    api: KubeApiDouble, gateway: GatewayEmulator, kubeconfig: Path
+) -> None:
+    setup_cluster(api)
+    api.apply(ingress("shop", paths=("/a", "/b")))
+    with running(make_config(gateway, resync_seconds=0.5), gateway) as controller:
+        controller.controller.reconciler.pending_grace = 0.3
+        wait_for(lambda: len(owned(gateway)) == 2, what="two APIs")
+        edited, removed = sorted(owned(gateway))
+        original = dict(gateway.loaded_apis[edited])
+        gateway.edit_file(
+            "api", edited, lambda api_def: api_def["proxy"].update(target_url="http://evil.example")
+        )
+        gateway.remove_file("api", removed)
+        gateway.reload_now()
+        assert removed not in gateway.loaded_apis
+        wait_for(lambda: len(owned(gateway)) == 2, what="the removed API written again")
+        wait_for(
+            lambda: gateway.loaded_apis[edited]["proxy"]["target_url"] == original["proxy"]["target_url"],
+            what="the edited API restored",
+        )

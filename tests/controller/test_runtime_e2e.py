@@ -16,6 +16,7 @@ import requests
 from tests.controller.runtime_support import (
     Cluster,
     ControllerProcess,
+    TcpProxy,
     ingress,
     ingress_class,
     service,
@@ -212,3 +213,53 @@ def test_tls_secret_pushed_bound_and_rotated(
     assert event["type"] == "Warning" and "shop-tls" in event["message"]
     time.sleep(0.5)
     assert bound() == second  # broken TLS is fatal: the API keeps the certificate it had
+
+
+def test_kubernetes_unreachable_at_start_is_waited_for_not_a_crash(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    base_cluster(api)
+    api.apply(ingress("shop"))
+    api.down = True
+    controller = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0").start()
+    processes.append(controller)
+    wait_for(lambda: controller.health("/healthz") == 200, what="alive")
+    assert controller.health("/readyz") == 503
+    time.sleep(1.0)
+    assert controller.process is not None and controller.process.poll() is None
+    api.down = False
+    wait_for(lambda: len(owned(gateway)) == 1, what="served once Kubernetes answers")
+    wait_for(lambda: controller.health("/readyz") == 200, what="ready")
+    api.down = True
+    started = time.monotonic()
+    assert controller.signal(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 15
+
+
+def test_gateway_down_and_back(
+    api: KubeApiDouble, gateway: GatewayEmulator, tmp_path: Path, processes: list[ControllerProcess]
+) -> None:
+    cluster = base_cluster(api)
+    proxy = TcpProxy(int(gateway.url.rsplit(":", 1)[1]))
+    try:
+        api.apply(ingress("shop"))
+        controller = ControllerProcess(api, gateway, tmp_path / "c0", "controller-0", gateway_url=proxy.url)
+        processes.append(controller.start())
+        wait_for(
+            lambda: len(owned(gateway)) == 1 and controller.health("/readyz") == 200, what="served, ready"
+        )
+        proxy.down()
+        api.apply(ingress("second", host="second.example.com"))
+        wait_for(lambda: controller.health("/readyz") == 503, what="not ready without the gateway")
+        wait_for(lambda: cluster.events(reason="GatewayUnavailable"), what="the Warning Event")
+        time.sleep(1.5)  # more failed attempts: still one Event, still running, still alive
+        assert len(cluster.events(reason="GatewayUnavailable")) == 1
+        assert controller.process is not None and controller.process.poll() is None
+        assert controller.health("/healthz") == 200
+        proxy.up()
+        wait_for(lambda: len(owned(gateway)) == 2, what="the change made during the outage")
+        wait_for(lambda: cluster.events(reason="GatewayAvailable"), what="the recovery Event")
+        assert controller.signal(signal.SIGTERM) == 0
+        assert gateway.secret not in controller.log.read_text()
+    finally:
+        proxy.close()
