@@ -1,6 +1,6 @@
 """Admission latency of the mesh webhook: p50/p99 over N AdmissionReviews sent over HTTPS to the running server.
 
-    python -m benchmarks.admission_bench [N]      # default 1000
+    ./run bench admission_bench [N]      # default 1000
 
 Three figures: reviews on one kept-alive TLS connection (what the API server does), reviews each on a new
 connection (TLS handshake included, with the certificate-change check that runs on every handshake), and the
