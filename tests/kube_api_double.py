@@ -162,12 +162,19 @@ class Identity:
     namespace_rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)  # namespace -> rules (Role)
     cluster_rules: tuple[Rule, ...] = ()  # ClusterRole bound cluster-wide
 
-    def allows(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
-        if any(rule.allows(group, resource, verb) for rule in self.cluster_rules):
+    def allows(
+        self, verb: str, group: str, resource: str, namespace: str | None, name: str | None = None
+    ) -> bool:
+        def granted(rule: Rule) -> bool:
+            # RBAC's resourceNames match only requests that name the object (never list/watch/create).
+            names_ok = not rule.resource_names or (name is not None and name in rule.resource_names)
+            return rule.allows(group, resource, verb) and names_ok
+
+        if any(granted(rule) for rule in self.cluster_rules):
             return True
         if namespace is None:
             return False
-        return any(rule.allows(group, resource, verb) for rule in self.namespace_rules.get(namespace, ()))
+        return any(granted(rule) for rule in self.namespace_rules.get(namespace, ()))
 
 
 class _Watch:
@@ -449,7 +456,7 @@ class KubeApiDouble:
         resource = rtype.plural + (f"/{subresource}" if subresource else "")
         record.verb, record.group, record.resource = verb, rtype.group, resource
         record.namespace, record.name = namespace, name
-        if not identity.allows(verb, rtype.group, resource, namespace):
+        if not identity.allows(verb, rtype.group, resource, namespace, name):
             group_part = f'in API group "{rtype.group}"'
             where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
             qualified = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural

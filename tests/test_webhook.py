@@ -377,3 +377,21 @@ def test_redis_addresses_resolve_from_any_namespace() -> None:
     ]
     config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
     assert all(".svc:" in addr or addr.count(".") >= 3 for addr in config["mesh"]["redisAddrs"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_mesh_is_on_in_dev_and_prod(stack: str) -> None:
+    from tests.conftest import stack_plan
+
+    plan = stack_plan(stack)
+    [configuration] = plan.find(CONFIGURATION)
+    [webhook] = reveal(configuration.inputs)["webhooks"]
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    [config_map] = [
+        r for r in plan.find("kubernetes:core/v1:ConfigMap") if "config.json" in (r.inputs.get("data") or {})
+    ]
+    config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
+    assert config["webhook"]["path"] == webhook["clientConfig"]["service"]["path"]
+    assert config["mesh"]["sidecarImage"].startswith("docker.tyk.io/tyk-gateway/tyk-gateway:")
+    assert all(".svc:" in addr for addr in config["mesh"]["redisAddrs"])
+    assert "webhook_certificate_expires_at" in plan.outputs
