@@ -387,3 +387,13 @@ def test_a_pod_without_ports_gets_egress_only() -> None:
     )
     assert config["ports_whitelist"]["http"]["ports"] == []
     assert {"ip": "127.0.0.1", "hostnames": [MESH_HOST]} in new["spec"]["hostAliases"]
+
+
+def test_admission_warnings_fit_what_the_api_server_keeps() -> None:
+    long_route = "/" + "x" * 300
+    injection = plan_injection(
+        app_pod("orders", annotations={"injector.tyk.io/route": long_route + " y"}), NAMESPACE, MESH
+    )
+    [warning] = injection.warnings
+    assert len(warning) <= 256
+    assert len(injection.problems[0].message) > 256  # the Event keeps it all

@@ -114,7 +114,15 @@ class Injection:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{SIDECAR_NAME}: {p.message}" for p in self.problems]
+        # The API server may truncate a warning past 256 characters; the Event carries the whole message.
+        return [_shorten(f"{SIDECAR_NAME}: {p.message}", WARNING_LIMIT) for p in self.problems]
+
+
+WARNING_LIMIT = 256
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 Customise = Callable[[dict[str, Any], Mapping[str, str]], tuple[dict[str, Any], list[Problem]]]
