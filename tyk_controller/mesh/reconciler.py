@@ -236,7 +236,10 @@ class MeshReconciler:
                 "fieldPath": item.problem.field,
             },
             "reason": item.problem.reason,
-            "message": item.problem.message,
+            # The API server refuses an Event message over 1024 characters.
+            "message": item.problem.message
+            if len(item.problem.message) <= 1024
+            else item.problem.message[:1023] + "…",
             "type": "Warning",
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
