@@ -109,6 +109,9 @@ class MeshConfig(_Camel):
     """The sidecar's inbound listener; it takes over the name of the app's port."""
     control_port: int = Field(default=15090, ge=1024, le=65535)
     """The sidecar's control API (health `/hello`, admin API behind its own secret)."""
+    resync_seconds: float = Field(default=10.0, gt=0)
+    """How often the routes reconciler looks at the meshed pods (it lists, it doesn't watch): the longest a
+    namespace's first meshed pod waits for its Secret, and a new route for its ConfigMap entry."""
     reload_delay_seconds: float = Field(default=90.0, ge=0)
     """After a routes change, wait this long (kubelet's ConfigMap propagation: sync period + cache TTL) before
     asking the gateways' Redis group to reload."""

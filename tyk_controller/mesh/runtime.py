@@ -66,10 +66,10 @@ class MeshRuntime:
     async def start(self) -> None:
         if self.server is not None:
             await self.server.start()
-        if self.reconciler is not None:
+        if self.reconciler is not None and self.config.mesh is not None:
             self._task = asyncio.create_task(
                 self.reconciler.run(
-                    resync_seconds=min(30.0, self.config.resync_seconds), is_leader=self._is_leader
+                    resync_seconds=self.config.mesh.resync_seconds, is_leader=self._is_leader
                 ),
                 name="mesh routes",
             )
