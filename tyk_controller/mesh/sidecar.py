@@ -1,7 +1,7 @@
 """What an opted-in pod gets: the sidecar's gateway config, its inbound API, and the JSON patch that adds them.
 
-Pure functions (no I/O): the admission handler calls `plan_injection` and the routes reconciler calls
-`opt_in_problems` for the same verdict, so a pod the webhook left alone gets an Event that says why.
+Pure functions (no I/O): the admission handler and the routes reconciler both call `plan_injection`, the
+reconciler for pods that lack the sidecar, so a pod the webhook left alone gets an Event that says why.
 
 The design (docs/mesh.md has the why):
 - The sidecar is a Gateway OSS of the gateways' own image, run as a native sidecar (an init container with
@@ -70,7 +70,6 @@ HEALTH_PATH = "/hello"
 _TRUE = {"y", "yes", "true", "on"}
 _FALSE = {"n", "no", "false", "off"}
 _ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
-_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -595,8 +594,3 @@ def annotation_customiser(templates: Mapping[str, Mapping[str, Any]]) -> Customi
         return definition, problems
 
     return customise
-
-
-def is_port_name(value: str) -> bool:
-    """An IANA_SVC_NAME as Kubernetes checks container port names."""
-    return bool(_PORT_NAME.match(value)) and "--" not in value
