@@ -256,6 +256,34 @@ def test_disabled_webhook_leaves_no_trace() -> None:
     assert config["webhook"] is None
     assert all(m["name"] != "webhook-certs" for m in built.container()["volumeMounts"])
     assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
+    # Nor the mesh: no config section, no Redis password, no grants.
+    assert config.get("mesh") is None
+    assert all(e["name"] != "TYK_CONTROLLER_REDIS_PASSWORD" for e in built.container()["env"])
+    for role in built.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"):
+        for rule in reveal(role.inputs)["rules"]:
+            assert not {"pods", "configmaps"} & set(rule["resources"])
+            assert "create" not in rule["verbs"] or "secrets" not in rule["resources"]
+
+
+def test_enabled_webhook_brings_the_mesh_and_no_restart_on_renewal() -> None:
+    built = build()
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    assert config["mesh"]["redisAddrs"] and config["webhook"]["path"] == "/mutate-pods"
+    [password] = [e for e in built.container()["env"] if e["name"] == "TYK_CONTROLLER_REDIS_PASSWORD"]
+    assert "secretKeyRef" in password["valueFrom"]
+    # The server reloads a renewed certificate itself: no checksum annotation rolls the pods.
+    assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
+    [role] = built.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    # (The ingress controller's own list/watch of Secrets is there too when it watches every namespace.)
+    secret_rules = [
+        r
+        for r in reveal(role.inputs)["rules"]
+        if "secrets" in r["resources"] and ("create" in r["verbs"] or r.get("resourceNames"))
+    ]
+    assert {tuple(r["verbs"]): r.get("resourceNames") for r in secret_rules} == {
+        ("create",): None,
+        ("get", "update", "delete"): ["tyk-mesh"],
+    }
 
 
 # --- the offline pulumi-tls outputs themselves ---------------------------------------------------------------
