@@ -15,8 +15,11 @@ from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
 from components.controller_image import ControllerImage, ControllerImageArgs
 from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
+from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
 from components.gateway import TykGateway, TykGatewayArgs
-from components.redis import Redis, RedisArgs
+from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
+from components.redis import POD_LABELS as REDIS_POD_LABELS
 from components.settings import (
     ConfigError,
     config_problem,
@@ -25,7 +28,7 @@ from components.settings import (
     raw_stack_config,
     required_secrets,
 )
-from components.storage import SharedStorage, SharedStorageArgs
+from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
 from components.webhook import mesh_hooks
 from tyk_gateway.loader import declare_definitions
 from tyk_gateway.problems import InputError, debug_enabled
@@ -62,24 +65,53 @@ def main() -> None:
     cluster = KubernetesCluster("cluster", KubernetesClusterArgs(settings=settings.cluster))
     in_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
+    pod_security = {
+        f"pod-security.kubernetes.io/{mode}{suffix}": value
+        for mode in ("enforce", "audit", "warn")
+        for suffix, value in (
+            ("", settings.pod_security.enforce),
+            ("-version", settings.pod_security.version),
+        )
+    }
     namespace = k8s.core.v1.Namespace(
         "namespace",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.namespace, labels={**labels, **pod_security}),
         opts=in_cluster,
     )
     namespace_name = namespace.metadata["name"]
 
     api_secret = secret_or_generated(config, "apiSecret", length=40)
-    redis_password = secret_or_generated(config, "redisPassword", length=32)
+    # Azure Managed Redis brings its own access keys.
+    redis_password = (
+        secret_or_generated(config, "redisPassword", length=32) if settings.redis.managed is None else ""
+    )
 
+    azure = None
+    if (
+        cluster.resource_group_name is not None
+        and cluster.location is not None
+        and cluster.principal_id is not None
+    ):
+        azure = AzureTarget(cluster.resource_group_name, cluster.location, cluster.principal_id)
     storage = SharedStorage(
         "storage",
-        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels),
+        SharedStorageArgs(namespace=namespace_name, settings=settings.storage, labels=labels, azure=azure),
         opts=in_cluster,
     )
+    managed_redis = None
+    if cluster.resource_group_name is not None and settings.cluster.aks is not None:
+        aks = settings.cluster.aks
+        managed_redis = ManagedRedisTarget(cluster.resource_group_name, aks.location, list(aks.zones))
     redis = Redis(
         "redis",
-        RedisArgs(namespace=namespace_name, settings=settings.redis, password=redis_password, labels=labels),
+        RedisArgs(
+            namespace=namespace_name,
+            settings=settings.redis,
+            password=redis_password,
+            previous_password=config.get_secret("redisPasswordPrevious"),
+            labels=labels,
+            managed=managed_redis,
+        ),
         opts=in_cluster,
     )
     # With the controller on, the gateways are the entry point of Tyk-class Ingresses (a LoadBalancer on 80/443).
@@ -103,6 +135,12 @@ def main() -> None:
             redis_addrs=redis.addrs,
             redis_password_secret_name=redis.password_secret_name,
             redis_password_secret_key=redis.password_secret_key,
+            redis_use_ssl=redis.use_ssl,
+            redis_enable_cluster=redis.enable_cluster,
+            pod_annotations={GENERATION_ANNOTATION: redis.generation},
+            # The SMB mounts present every file as mountUid:mountGid; the gateways run as that user.
+            run_as_user=settings.storage.mount_uid,
+            fs_group=settings.storage.mount_gid,
             claim_names=storage.claim_names,
             wait_for=[
                 *storage.claims.values(),
@@ -117,6 +155,20 @@ def main() -> None:
         ),
         opts=in_cluster,
     )
+
+    if settings.network_policies.enabled:
+        NetworkPolicies(
+            "network-policies",
+            NetworkPoliciesArgs(
+                namespace=namespace_name,
+                settings=settings.network_policies,
+                labels=labels,
+                gateway_labels=GATEWAY_POD_LABELS,
+                control_port=settings.gateway.control_port,
+                redis_labels=REDIS_POD_LABELS if redis.in_cluster else None,
+            ),
+            opts=in_cluster,
+        )
 
     if settings.controller.enabled and entry_point is not None:
         image = ControllerImage(
@@ -173,8 +225,10 @@ def main() -> None:
     pulumi.export("control_api_url", gateway.control_api_url)
     pulumi.export("gateway_replicas", settings.gateway.replicas)
     pulumi.export("shared_claims", storage.claim_names)
-    if cluster.kubeconfig is not None:
-        pulumi.export("kubeconfig", cluster.kubeconfig)
+    # No kubeconfig export: `az aks get-credentials` + kubelogin give each person their own Entra ID token.
+    if cluster.cluster_name is not None:
+        pulumi.export("aks_cluster_name", cluster.cluster_name)
+        pulumi.export("aks_resource_group", cluster.resource_group_name)
 
 
 try:

@@ -6,8 +6,11 @@ Two modes, chosen by `tyk-aks:cluster.mode`:
   from config, or `$KUBECONFIG` / `~/.kube/config` as kubectl does, and the context from config (or the
   kubeconfig's current context). No Azure resource is declared.
 - `aks`: a resource group and an AKS `ManagedCluster` (system-assigned managed identity, one autoscaled system
-  pool) created with `pulumi-azure-native`. The cluster-user kubeconfig is read back as a secret output and fed
-  to the provider, so the workloads land on the cluster this stack just created.
+  pool, Azure CNI Overlay with a NetworkPolicy engine, Entra ID with Azure RBAC) created with
+  `pulumi-azure-native`. The provider gets the cluster-user kubeconfig in `exec` form: kubelogin fetches an
+  Entra ID token for whoever runs `pulumi` (`AAD_LOGIN_METHOD=azurecli` in CI), which Azure RBAC authorizes.
+  The stack grants that identity "Azure Kubernetes Service RBAC Cluster Admin" on the cluster. No kubeconfig is
+  exported: there is no static credential to leak (`disableLocalAccounts` refuses the admin one).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import containerservice, resources
+from pulumi_azure_native import authorization, containerservice, resources
 
 from components.settings import AksSettings, ClusterSettings
 
@@ -28,7 +31,18 @@ SYSTEM_POOL = "system"
 # The autoscaler owns the node count after creation. A count in the program that differs from the live one
 # would either show as drift on every preview or, when applied, be rejected ("Cannot manually scale AgentPool
 # ... with cluster autoscaler enabled"). The initial count is `minCount`.
-IGNORED_CLUSTER_CHANGES = ["agentPoolProfiles[0].count"]
+#
+# The network profile is set when the cluster is created and never changed by the program: pulumi-azure-native
+# replaces a cluster on any change of its plugin, mode, dataplane, policy or CIDRs, and a replaced cluster takes
+# its node resource group (and whatever lives there) along. A cluster created before the profile was declared
+# moves to Azure CNI Overlay + Cilium in place with `az aks update` (docs/production.md).
+IGNORED_CLUSTER_CHANGES = ["agentPoolProfiles[0].count", "networkProfile"]
+
+# Built-in Azure roles (ids are the same in every tenant).
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
+AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"  # listClusterUserCredential
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 @dataclass
@@ -46,6 +60,30 @@ def _first_kubeconfig(credentials: containerservice.ListManagedClusterUserCreden
     if not kubeconfigs:
         raise ValueError("listManagedClusterUserCredentials returned no kubeconfig")
     return decode_kubeconfig(kubeconfigs[0].value)
+
+
+def network_profile(aks: AksSettings) -> containerservice.ContainerServiceNetworkProfileArgs:
+    """Azure CNI Overlay with a NetworkPolicy engine: Cilium's eBPF dataplane, or Azure NPM."""
+    cilium = aks.network_policy == "cilium"
+    return containerservice.ContainerServiceNetworkProfileArgs(
+        network_plugin=containerservice.NetworkPlugin.AZURE,
+        network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
+        network_dataplane=(
+            containerservice.NetworkDataplane.CILIUM if cilium else containerservice.NetworkDataplane.AZURE
+        ),
+        network_policy=(
+            containerservice.NetworkPolicy.CILIUM if cilium else containerservice.NetworkPolicy.AZURE
+        ),
+    )
+
+
+def entra_profile(aks: AksSettings) -> containerservice.ManagedClusterAADProfileArgs:
+    """AKS-managed Entra ID integration with Azure RBAC for Kubernetes authorization."""
+    return containerservice.ManagedClusterAADProfileArgs(
+        managed=True,
+        enable_azure_rbac=True,
+        admin_group_object_ids=list(aks.admin_group_object_ids) or None,
+    )
 
 
 def system_pool(aks: AksSettings) -> containerservice.ManagedClusterAgentPoolProfileArgs:
@@ -84,7 +122,11 @@ class KubernetesCluster(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str] | None
     """The AKS resource group's name; None in `existing` mode."""
     location: pulumi.Output[str] | None
-    """The AKS resource group's region; None in `existing` mode."""
+    """The resource group's Azure region; None in `existing` mode."""
+    access: list[pulumi.Resource]
+    """Role assignments the provider's first use needs (the deployer's Azure RBAC role on the cluster)."""
+    principal_id: pulumi.Output[str] | None
+    """Object id of the cluster's system-assigned identity (the CSI drivers use it); None in `existing` mode."""
     kubelet_object_id: pulumi.Output[str] | None
     """Object id of the AKS kubelet identity (what pulls images, e.g. granted AcrPull); None in `existing` mode."""
 
@@ -98,6 +140,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         self.resource_group_name = None
         self.location = None
         self.kubelet_object_id = None
+        self.access = []
+        self.principal_id = None
 
         if settings.mode == "aks":
             aks = settings.aks or AksSettings()
@@ -105,7 +149,7 @@ class KubernetesCluster(pulumi.ComponentResource):
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 kubeconfig=self.kubeconfig,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.access),
             )
         else:
             # kubeconfig None: the SDK falls back to $KUBECONFIG when the program runs, and the provider to
@@ -125,11 +169,12 @@ class KubernetesCluster(pulumi.ComponentResource):
 
     def _create_aks(self, name: str, aks: AksSettings) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=aks.protect)
         group = resources.ResourceGroup(
             f"{name}-rg",
             resource_group_name=aks.resource_group_name,
             location=aks.location,
-            opts=child,
+            opts=keep,
         )
         cluster = containerservice.ManagedCluster(
             f"{name}-aks",
@@ -142,6 +187,9 @@ class KubernetesCluster(pulumi.ComponentResource):
                 type=containerservice.ResourceIdentityType.SYSTEM_ASSIGNED
             ),
             enable_rbac=True,
+            aad_profile=entra_profile(aks),
+            disable_local_accounts=aks.disable_local_accounts,
+            network_profile=network_profile(aks),
             agent_pool_profiles=[system_pool(aks)],
             # AKS's application routing add-on (managed NGINX): the default ingress class of the stacks,
             # `webapprouting.kubernetes.azure.com`.
@@ -149,16 +197,55 @@ class KubernetesCluster(pulumi.ComponentResource):
                 web_app_routing=containerservice.ManagedClusterIngressProfileWebAppRoutingArgs(enabled=True)
             ),
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(ignore_changes=IGNORED_CLUSTER_CHANGES)
+                keep, pulumi.ResourceOptions(ignore_changes=IGNORED_CLUSTER_CHANGES)
             ),
         )
         self.cluster_name = cluster.name
         self.resource_group_name = group.name
         self.location = group.location
+        self.principal_id = cluster.identity.apply(lambda identity: identity.principal_id if identity else "")
+
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def role(role_id: str) -> pulumi.Output[str]:
+            return client.subscription_id.apply(
+                lambda sub: (
+                    f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+                )
+            )
+
+        # Whoever creates the cluster deploys the workloads through the Kubernetes API with their own Entra token.
+        # The grant keeps that first principal: a preview by the read-only identity (or an `up` by someone else)
+        # must not show it moving to whoever runs pulumi. More admins: `adminGroupObjectIds`.
+        deployer = authorization.RoleAssignment(
+            f"{name}-deployer-admin",
+            scope=cluster.id,
+            principal_id=client.object_id,
+            principal_type=aks.deployer_principal_type,
+            role_definition_id=role(AKS_RBAC_CLUSTER_ADMIN),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["principalId", "principalType"]),
+        )
+        for index, principal in enumerate(aks.reader_principal_ids):
+            for suffix, scope, role_id in (
+                ("k8s-reader", cluster.id, AKS_RBAC_READER),
+                ("cluster-user", cluster.id, AKS_CLUSTER_USER),
+                ("group-reader", group.id, READER),
+            ):
+                authorization.RoleAssignment(
+                    f"{name}-reader-{index}-{suffix}",
+                    scope=scope,
+                    principal_id=principal,
+                    principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                    role_definition_id=role(role_id),
+                    opts=child,
+                )
+        self.access = [deployer]
         self.kubelet_object_id = cluster.identity_profile.apply(_kubelet_object_id)
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,
+            # `exec`: a kubelogin exec plugin instead of a token; with Entra ID the only form that works.
+            format="exec",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         return pulumi.Output.secret(credentials.apply(_first_kubeconfig))

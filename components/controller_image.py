@@ -39,9 +39,6 @@ BUILD_INPUTS = ("Dockerfile", "requirements-controller.txt", "tyk_controller", "
 """requirements-controller.txt is the hashed lock generated from requirements-controller.in."""
 """Everything the Dockerfile copies (and all `.dockerignore` lets through): the image's content tag hashes it."""
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-ACR_ADMIN_NOTE = (
-    "admin user: the program reads its credentials to push; the cluster pulls with its kubelet identity"
-)
 
 
 def _files(root: Path, inputs: Iterable[str]) -> list[Path]:
@@ -146,7 +143,9 @@ class ControllerImage(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             sku=containerregistry.SkuArgs(name=containerregistry.SkuName.BASIC),
-            admin_user_enabled=True,  # ACR_ADMIN_NOTE
+            # The admin user only lets `pulumi up` push without a `docker login`; the cluster pulls with its
+            # kubelet identity (AcrPull below), never with these credentials.
+            admin_user_enabled=True,
             anonymous_pull_enabled=False,
             opts=child,
         )

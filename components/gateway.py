@@ -29,6 +29,7 @@ POD_LABELS = {"app": DEPLOYMENT_NAME, "release": RELEASE_NAME}
 PROXY_PORT = 8080
 API_SECRET_KEY = "APISecret"  # the key the chart reads from `global.secrets.useSecretName`
 API_SECRET_NAME = "tyk-gateway-api-secret"
+SERVICE_ACCOUNT_NAME = "tyk-gateway"
 
 
 @dataclass
@@ -40,6 +41,8 @@ class TykGatewayArgs:
     redis_addrs: list[str]
     redis_password_secret_name: str
     redis_password_secret_key: str
+    redis_use_ssl: bool
+    redis_enable_cluster: bool
     claim_names: dict[str, str]
     """PersistentVolumeClaim per folder of GATEWAY_FOLDERS."""
     wait_for: Sequence[pulumi.Resource]
@@ -55,6 +58,20 @@ class TykGatewayArgs:
     extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     file_certificates: list[dict[str, str]] | None = None
     """`http_server_options.certificates` (the chart's `gateway.tls.certificates`); None keeps the chart's."""
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    """Annotations of the gateway pods; a change restarts them (e.g. the Redis password generation)."""
+    run_as_user: int | None = None
+    """UID of the gateway processes (the owner the shared SMB mounts present); None keeps the chart's 1000."""
+    fs_group: int | None = None
+    """The pods' fsGroup (the group the shared SMB mounts present); None keeps the chart's 2000."""
+
+
+INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+"""The init container only runs mkdir and touch."""
+
+
+def _tag(tag: str, digest: str | None) -> str:
+    return f"{tag}@{digest}" if digest else tag
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -96,13 +113,42 @@ def gateway_values(
     extra_volumes: list[dict[str, Any]] | None = None,
     extra_volume_mounts: list[dict[str, Any]] | None = None,
     file_certificates: list[dict[str, str]] | None = None,
+    redis_use_ssl: bool = False,
+    redis_enable_cluster: bool = False,
+    pod_annotations: dict[str, str] | None = None,
+    run_as_user: int | None = None,
+    fs_group: int | None = None,
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
     ingress = settings.ingress
     gateway: dict[str, Any] = {
         "replicaCount": settings.replicas,
         "hostName": settings.hostnames[0],
-        "image": {"tag": settings.image_tag},
+        # A digest rides on the tag (`<tag>@sha256:...`): the chart renders `repository:tag`, the kubelet pulls
+        # the digest. The init container too: it runs in every gateway pod.
+        "image": {"tag": _tag(settings.image_tag, settings.image_digest)},
+        "initContainers": {
+            "setupDirectories": {
+                "repository": settings.init_image_repository,
+                "tag": _tag(settings.init_image_tag, settings.init_image_digest),
+                "resources": INIT_RESOURCES,
+            }
+        },
+        # /ready (gateway >= v5.9.0, on the control port when it is separate) answers 503 while Redis is down or
+        # before the first successful API load; /hello stays 200 in both cases, so it only serves liveness.
+        "readinessProbe": {
+            "httpGet": {"scheme": "HTTP", "path": "/ready", "port": settings.control_port},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        # Loading many definitions from the shares can take a while: up to 5 minutes before liveness applies.
+        "startupProbe": {
+            "httpGet": {"scheme": "HTTP", "path": "/hello", "port": settings.control_port},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 60,
+        },
         # The control API (/tyk/*) gets its own port and ClusterIP service; the proxy port and its ingress
         # never serve it (TYK_GW_CONTROLAPIPORT moves /tyk/* and /hello off the listen port).
         "control": {
@@ -150,13 +196,32 @@ def gateway_values(
         gateway["tls"] = {"certificates": list(file_certificates)}
     if sharding_tags:
         gateway["sharding"] = {"enabled": True, "tags": ",".join(sharding_tags)}
+    if pod_annotations:
+        gateway["podAnnotations"] = dict(pod_annotations)
+    # Helm merges these onto the chart's restricted defaults (non-root, no privilege escalation, no capabilities,
+    # read-only root, RuntimeDefault seccomp): only the identity changes, to the owner of the shared mounts.
+    pod_security = {"runAsUser": run_as_user} if run_as_user is not None else {}
+    if fs_group is not None:
+        pod_security["fsGroup"] = fs_group
+    if pod_security:
+        gateway["securityContext"] = pod_security
+    if run_as_user is not None:
+        gateway["containerSecurityContext"] = {"runAsUser": run_as_user}
+    # The gateways never call the Kubernetes API: their ServiceAccount mounts no token.
+    gateway["serviceAccountName"] = SERVICE_ACCOUNT_NAME
+    redis: dict[str, Any] = {
+        "addrs": list(redis_addrs),
+        "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
+    }
+    if redis_use_ssl:
+        # TYK_GW_STORAGE_USESSL / TLSMINVERSION; the certificate is verified against the system roots.
+        redis |= {"useSSL": True, "tlsMinVersion": "1.2"}
+    if redis_enable_cluster:
+        redis["enableCluster"] = True  # TYK_GW_STORAGE_ENABLECLUSTER: go-redis's cluster client
     return {
         "global": {
             "secrets": {"useSecretName": api_secret_name},
-            "redis": {
-                "addrs": list(redis_addrs),
-                "passSecret": {"name": redis_secret_name, "keyName": redis_secret_key},
-            },
+            "redis": redis,
             # TLS terminates at the ingress; the pods speak plain HTTP inside the cluster.
             "tls": {"gateway": False},
         },
@@ -205,6 +270,19 @@ class TykGateway(pulumi.ComponentResource):
             extra_volumes=args.extra_volumes,
             extra_volume_mounts=args.extra_volume_mounts,
             file_certificates=args.file_certificates,
+            redis_use_ssl=args.redis_use_ssl,
+            redis_enable_cluster=args.redis_enable_cluster,
+            pod_annotations=args.pod_annotations,
+            run_as_user=args.run_as_user,
+            fs_group=args.fs_group,
+        )
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SERVICE_ACCOUNT_NAME, namespace=args.namespace, labels=args.labels
+            ),
+            automount_service_account_token=False,
+            opts=child,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -217,7 +295,9 @@ class TykGateway(pulumi.ComponentResource):
             max_history=10,
             # Wait for every replica to be ready (the default); a rollout that can't mount its share fails here.
             timeout=900,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[api_secret, *args.wait_for]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[api_secret, service_account, *args.wait_for]
+            ),
         )
         namespace = pulumi.Output.from_input(args.namespace)
         # Derived from the release on purpose: whatever is built from this URL (the controller's config) waits

@@ -32,7 +32,7 @@ from tyk_gateway.client import ClientSettings
 from tyk_gateway.problems import InputError, Problem, located
 
 PROJECT = "tyk-aks"
-SECRET_KEYS = frozenset({"apiSecret", "redisPassword"})
+SECRET_KEYS = frozenset({"apiSecret", "redisPassword", "redisPasswordPrevious"})
 # Config namespaces a stack file may use besides the project's own: those of the providers the program uses.
 # Any other namespace is a typo (`tyk_aks:storage`) that would otherwise be silently ignored.
 PROVIDER_NAMESPACES = frozenset({"pulumi", "kubernetes", "azure-native", "random", "tls", "docker-build"})
@@ -161,8 +161,41 @@ class VolumeSizes(Model):
     """Size of the middleware share (/mnt/tyk-gateway/middleware)."""
 
 
+_STORAGE_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def _storage_account_name(value: str) -> str:
+    if not _STORAGE_ACCOUNT_NAME.match(value):
+        raise ValueError(f"{value!r} is not a storage account name (3-24 lowercase letters and digits)")
+    return value
+
+
+StorageAccountName = Annotated[str, AfterValidator(_storage_account_name)]
+
+
+class StorageAccountSettings(Model):
+    """The Azure storage account holding the shares (instead of one AKS creates in the node resource group)."""
+
+    name: StorageAccountName
+    """Globally unique account name. `aks` mode creates it in the stack's resource group; `existing` mode uses it."""
+    resource_group_name: str | None = None
+    """Only for `existing` clusters: the account's resource group (`aks` mode uses the stack's group)."""
+    share_soft_delete_days: int = Field(default=14, ge=1, le=365)
+    """`aks` mode: days a deleted share stays restorable (share soft delete)."""
+    delete_lock: bool = False
+    """`aks` mode: a CanNotDelete management lock on the account (also blocks deleting its resource group)."""
+
+
 class StorageSettings(Model):
     """Shared volumes for /mnt/tyk-gateway/{apps,policies,middleware}."""
+
+    protect: bool = True
+    """Pulumi `protect` and `retainOnDelete` on the class, the claims and the storage account: a change that would
+    replace or delete one fails in preview (docs/production.md says how to migrate), and a resource removed from
+    the stack stays in the cluster/Azure with its data."""
+    account: StorageAccountSettings | None = None
+    """Storage account of the shares; None in `existing` mode lets the CSI driver pick one in the node resource
+    group (which dies with the cluster). `aks` mode always creates one (default name from the cluster name)."""
 
     create_storage_class: bool = True
     """Create an Azure Files StorageClass; false uses `storageClassName` as it exists in the cluster."""
@@ -194,40 +227,6 @@ class StorageSettings(Model):
 # --- redis ---------------------------------------------------------------------------------------------------
 
 
-class RedisSettings(Model):
-    """Redis as a Helm release of the Bitnami chart (or an existing Redis, when `enabled` is false)."""
-
-    enabled: bool = True
-    """Install Redis with the program; false connects the gateways to `addrs`."""
-    chart: str = "oci://registry-1.docker.io/bitnamicharts/redis"
-    """The Bitnami Redis chart (OCI reference)."""
-    chart_version: str = "19.3.0"
-    """Version of the Bitnami Redis chart."""
-    image_repository: str | None = "bitnamilegacy/redis"
-    """Bitnami moved versioned tags off `bitnami/*` in 2025; the legacy repository still serves them."""
-    image_tag: str | None = "7.2.4-debian-12-r13"
-    """Redis image tag; None keeps the chart's default."""
-    architecture: Literal["standalone", "replication"] = "standalone"
-    """`replication` adds two read replicas; the gateway writes to the master either way."""
-    persistence_size: PositiveQuantity = "1Gi"
-    """Size of Redis's data volume."""
-    storage_class_name: ObjectName | None = None
-    """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
-    addrs: list[str] = []
-    """Only with `enabled: false`: existing Redis addresses (host:port) the gateway connects to."""
-    password_secret_name: ObjectName | None = None
-    """Only with `enabled: false`: existing Secret holding the Redis password under key `redis-password`."""
-
-    @model_validator(mode="after")
-    def _external_needs_address(self) -> RedisSettings:
-        if not self.enabled and not self.addrs:
-            raise ValueError("addrs = []: with enabled false, name the existing Redis (host:port)")
-        return self
-
-
-# --- gateway -------------------------------------------------------------------------------------------------
-
-
 class ResourceList(Model):
     cpu: Quantity | None = None
     """CPU quantity (e.g. 500m, 2)."""
@@ -240,6 +239,94 @@ class Resources(Model):
     """What the scheduler reserves for the pod."""
     limits: ResourceList = ResourceList()
     """The most the pod may use."""
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _digest(value: str) -> str:
+    if not _DIGEST.match(value):
+        raise ValueError(f"{value!r} is not an image digest (sha256: and 64 hex digits)")
+    return value
+
+
+Digest = Annotated[str, AfterValidator(_digest)]
+_MANAGED_REDIS_NAME = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+
+
+def _managed_redis_name(value: str) -> str:
+    if len(value) > 60 or not _MANAGED_REDIS_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not an Azure Managed Redis name (1-60 letters, digits, single hyphens)"
+        )
+    return value
+
+
+class ManagedRedisSettings(Model):
+    """Azure Managed Redis (Microsoft.Cache/redisEnterprise), the successor Azure names for every Azure Cache for
+    Redis tier; only with `cluster.mode: aks` (created in the stack's resource group)."""
+
+    name: Annotated[str, AfterValidator(_managed_redis_name)]
+    """Instance name; the gateways connect to `<name>.<location>.redis.azure.net:10000` over TLS."""
+    sku: str = "Balanced_B1"
+    """Azure Managed Redis SKU (Balanced_B0 ... MemoryOptimized_M*, ComputeOptimized_X*)."""
+    clustering_policy: Literal["NoCluster", "OSSCluster"] = "NoCluster"
+    """NoCluster (instances up to 25 GB): a plain Redis to the gateway. OSSCluster: the gateway's cluster client
+    (`enableCluster`). Enterprise clustering is refused: it hides the topology behind a proxy that doesn't serve
+    every multi-key command the gateway uses."""
+    high_availability: bool = True
+    """A replica in another zone; without it a node failure loses the keys written since the last AOF write."""
+    public_network_access: bool = True
+    """Reach it on its public endpoint (TLS and access key). False needs a private endpoint in the cluster's
+    network, which this stack doesn't create (the AKS VNet is managed by AKS)."""
+    active_key: Literal["primary", "secondary"] = "primary"
+    """Access key the gateways use; switch it (then regenerate the other key) to rotate without lock-out."""
+
+
+class RedisSettings(Model):
+    """Redis for the gateways: a small StatefulSet of the maintained Redis image (dev/local), Azure Managed Redis
+    (`managed`, prod), or an existing Redis (`enabled: false`)."""
+
+    enabled: bool = True
+    """Provide Redis with the program; false connects the gateways to `addrs`."""
+    image_repository: str = "redis"
+    """The Redis Docker Official Image (maintained, patched per Redis release); not Bitnami's frozen images."""
+    image_tag: str = "7.4.6-alpine"
+    """7.4.6 carries the fixes for CVE-2025-49844, CVE-2025-46817/46818/46819 and CVE-2025-21605."""
+    image_digest: Digest | None = None
+    """sha256 digest of the image; the image is pulled by digest when set (prod)."""
+    persistence_size: PositiveQuantity = "1Gi"
+    """Size of Redis's data volume (AOF, fsync every second)."""
+    storage_class_name: ObjectName | None = None
+    """Storage class of Redis's own (ReadWriteOnce) volume; None takes the cluster default."""
+    resources: Resources | None = None
+    """Requests/limits of the Redis pod; None uses 100m/256Mi requests and a 512Mi memory limit. Redis's
+    `maxmemory` is 75% of the memory limit with `noeviction`: writes fail before the pod is OOM-killed, and no
+    API key is ever evicted."""
+    password_generation: int = Field(default=1, ge=1)
+    """Bump it when the Redis password (or `managed.activeKey`) changes: the gateways restart with the new one.
+    docs/production.md, "Rotating the Redis password"."""
+    managed: ManagedRedisSettings | None = None
+    """Use Azure Managed Redis instead of the in-cluster StatefulSet (needs `cluster.mode: aks`)."""
+    addrs: list[str] = []
+    """Only with `enabled: false`: existing Redis addresses (host:port) the gateway connects to."""
+    password_secret_name: ObjectName | None = None
+    """Only with `enabled: false`: existing Secret holding the Redis password under key `redis-password`."""
+    use_ssl: bool = False
+    """Only with `enabled: false`: the existing Redis speaks TLS."""
+    enable_cluster: bool = False
+    """Only with `enabled: false`: the existing Redis is a Redis Cluster."""
+
+    @model_validator(mode="after")
+    def _external_needs_address(self) -> RedisSettings:
+        if not self.enabled and not self.addrs:
+            raise ValueError("addrs = []: with enabled false, name the existing Redis (host:port)")
+        if not self.enabled and self.managed is not None:
+            raise ValueError("managed: with enabled false the gateways use `addrs`; remove `managed`")
+        return self
+
+
+# --- gateway -------------------------------------------------------------------------------------------------
 
 
 class IngressSettings(Model):
@@ -259,7 +346,15 @@ class GatewaySettings(Model):
     chart_version: str = "5.3.0"
     """Version of the `tyk-oss` chart; check new versions with `python -m offline.chart_check`."""
     image_tag: str = "v5.13.1"
-    """Tyk Gateway image tag."""
+    """Tyk Gateway image tag (v5.9.0 or later: the readiness probe uses the gateway's `/ready`)."""
+    image_digest: Digest | None = None
+    """sha256 digest of `tykio/tyk-gateway:<imageTag>`; pulled by digest when set (docs/production.md)."""
+    init_image_repository: str = "busybox"
+    """Image of the chart's `setup-directories` init container."""
+    init_image_tag: str = "1.37.0"
+    """Tag of the init container image (the chart's default, 1.32, dates from 2020)."""
+    init_image_digest: Digest | None = None
+    """sha256 digest of the init container image; pulled by digest when set."""
     replicas: int = Field(default=1, ge=1, le=100)
     """Number of gateway pods, all sharing the three volumes."""
     hostnames: list[Hostname] = Field(min_length=1)
@@ -278,6 +373,16 @@ class GatewaySettings(Model):
     """Topology spread of replicas over zones as well as nodes (nodes are always preferred to be distinct)."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     """Gateway log level (logs are JSON)."""
+
+    @model_validator(mode="after")
+    def _has_readiness_endpoint(self) -> GatewaySettings:
+        match = re.match(r"^v?(\d+)\.(\d+)", self.image_tag)
+        if match and (int(match[1]), int(match[2])) < (5, 9):
+            raise ValueError(
+                f"imageTag = {self.image_tag!r}: the readiness probe needs the gateway's /ready endpoint "
+                "(Tyk Gateway v5.9.0 or later)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pdb_leaves_room(self) -> GatewaySettings:
@@ -449,6 +554,22 @@ class AksSettings(Model):
     """Upper bound of the cluster autoscaler."""
     zones: list[str] = []
     """Availability zones of the node pool (e.g. ["1", "2", "3"]); [] for a zonal-agnostic pool."""
+    network_policy: Literal["cilium", "azure"] = "cilium"
+    """NetworkPolicy engine: `cilium` (Azure CNI Overlay powered by Cilium, eBPF) or `azure` (Azure NPM on Azure
+    CNI Overlay). Without one, NetworkPolicies are stored but never enforced."""
+    admin_group_object_ids: list[str] = []
+    """Entra ID groups that are cluster admins (in addition to the Azure RBAC role assignments)."""
+    disable_local_accounts: bool = False
+    """Refuse the static cluster-admin credential: every access is an Entra ID identity under Azure RBAC."""
+    deployer_principal_type: Literal["User", "ServicePrincipal"] = "User"
+    """Kind of identity that first runs `pulumi up` (it becomes cluster admin): `User` by hand, `ServicePrincipal`
+    from CI. Azure refuses a role assignment whose principal type doesn't match the principal."""
+    protect: bool = True
+    """Pulumi `protect` on the resource group and the cluster: a change that would replace either, or a `pulumi
+    destroy`, fails. The group also holds the shares' storage account and Azure Managed Redis."""
+    reader_principal_ids: list[str] = []
+    """Object ids of service principals (e.g. the pull-request preview identity) given read access: Azure
+    Kubernetes Service RBAC Reader and Cluster User on the cluster, Reader on the resource group."""
 
     @model_validator(mode="after")
     def _bounds(self) -> AksSettings:
@@ -492,6 +613,32 @@ class ApiManagementSettings(Model):
         return self
 
 
+# --- network policies and pod security ----------------------------------------------------------------------
+
+
+class NetworkPolicySettings(Model):
+    """NetworkPolicies of the namespace: default deny, then only the paths the components use."""
+
+    enabled: bool = True
+    """Create them (they need a policy engine: `cluster.aks.networkPolicy`, or the existing cluster's CNI)."""
+    proxy_ports: list[int] = [8080, 8443]
+    """Gateway ports open to every source (the ingress controller, a LoadBalancer, other namespaces)."""
+    control_api_from_cidrs: list[str] = []
+    """Extra sources of the control API (9696), e.g. the API server subnet with AKS API Server VNet Integration.
+    The controller and kube-system's konnectivity agents (the API server's service proxy) are always allowed."""
+    sidecar_namespaces: list[DnsLabel] = []
+    """Namespaces whose mesh sidecars (label `tyk-aks.io/mesh-sidecar: "true"`) may reach Redis; [] for any."""
+
+
+class PodSecuritySettings(Model):
+    """Pod Security Admission labels of the namespace."""
+
+    enforce: Literal["restricted", "baseline", "privileged"] = "restricted"
+    """Level the API server enforces for pods in the namespace."""
+    version: str = "latest"
+    """Pod Security Standards version the level refers to (e.g. v1.31), `latest` for the cluster's own."""
+
+
 # --- the whole stack -----------------------------------------------------------------------------------------
 
 
@@ -510,6 +657,10 @@ class StackSettings(Model):
     """API definitions and policies managed as Pulumi resources through the control API."""
     gateway_client: ClientSettings = ClientSettings()
     """Timeouts and retries of the provider's control-API calls (read again by the provider's own process)."""
+    network_policies: NetworkPolicySettings = NetworkPolicySettings()
+    """Closed by default: which pods may reach the control API and Redis."""
+    pod_security: PodSecuritySettings = PodSecuritySettings()
+    """Pod Security Admission level of the namespace."""
 
     @model_validator(mode="after")
     def _acr_needs_aks(self) -> StackSettings:
@@ -526,6 +677,35 @@ class StackSettings(Model):
             raise ValueError(
                 f"storage.accessMode = {self.storage.access_mode!r}: {self.gateway.replicas} gateway replicas "
                 "on several nodes need ReadWriteMany (Azure Files); a ReadWriteOnce disk attaches to one node"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _managed_redis_needs_aks(self) -> StackSettings:
+        if self.redis.managed is not None and self.cluster.mode != "aks":
+            raise ValueError(
+                f"redis.managed = {self.redis.managed.name!r}: Azure Managed Redis is created in the stack's "
+                "resource group, which only `cluster.mode: aks` has; use `enabled: false` + `addrs` for one you own"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _storage_account_fits_the_cluster_mode(self) -> StackSettings:
+        account = self.storage.account
+        if self.cluster.mode == "aks":
+            if account is not None and account.resource_group_name is not None:
+                raise ValueError(
+                    f"storage.account.resourceGroupName = {account.resource_group_name!r}: in aks mode the "
+                    "account is created in the stack's own resource group; remove the key"
+                )
+            if account is None and self.storage.create_storage_class and self.cluster.aks is not None:
+                name = re.sub(r"[^a-z0-9]", "", self.cluster.aks.cluster_name.lower())[:19] + "files"
+                storage = self.storage.model_copy(update={"account": StorageAccountSettings(name=name)})
+                return self.model_copy(update={"storage": storage})
+        elif account is not None and account.resource_group_name is None:
+            raise ValueError(
+                f"storage.account.resourceGroupName = None: an existing cluster's StorageClass must name the "
+                f"resource group of account {account.name!r}"
             )
         return self
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, storage
 
 from components.settings import StorageSettings
 
@@ -22,8 +23,45 @@ GATEWAY_FOLDERS: dict[str, str] = {
 }
 
 
+# Built-in role "Storage Account Contributor": the Azure Files CSI driver creates shares in the account and reads
+# its keys (listKeys) with the cluster's identity; an account outside the node resource group needs the grant.
+STORAGE_ACCOUNT_CONTRIBUTOR = "17d1049b-9a84-46fb-8f53-869881c3d3ab"
+
+# Fields the API server refuses to update (kubernetes `ValidateStorageClassUpdate`,
+# `ValidatePersistentVolumeClaimUpdate`): a change to one is a delete and re-create, which for a claim means a
+# new, empty share. Only `resources.requests` (expansion) of a claim may change in place.
+IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "kubernetes:storage.k8s.io/v1:StorageClass": (
+        "metadata.name",
+        "provisioner",
+        "parameters",
+        "reclaimPolicy",
+        "volumeBindingMode",
+        "mountOptions",
+    ),
+    "kubernetes:core/v1:PersistentVolumeClaim": (
+        "metadata.name",
+        "metadata.namespace",
+        "spec.accessModes",
+        "spec.storageClassName",
+        "spec.volumeName",
+        "spec.selector",
+    ),
+}
+
+
 def claim_name(folder: str) -> str:
     return f"tyk-gateway-{folder}"
+
+
+@dataclass
+class AzureTarget:
+    """Where `aks` mode creates the storage account: the stack's resource group, and who needs access to it."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    cluster_principal_id: pulumi.Input[str]
+    """The AKS cluster identity (the Azure Files CSI driver runs with it)."""
 
 
 @dataclass
@@ -31,6 +69,8 @@ class SharedStorageArgs:
     namespace: pulumi.Input[str]
     settings: StorageSettings
     labels: dict[str, str]
+    azure: AzureTarget | None = None
+    """Set in `aks` mode: the storage account is created there."""
 
 
 def azure_files_mount_options(settings: StorageSettings) -> list[str]:
@@ -56,27 +96,49 @@ class SharedStorage(pulumi.ComponentResource):
     """Claim name per folder (`apps`, `policies`, `middleware`): fixed names, so Helm values that use them are
     known at preview time (depend on `claims` for ordering)."""
     claims: dict[str, k8s.core.v1.PersistentVolumeClaim]
+    account: storage.StorageAccount | None
+    """The storage account created in `aks` mode."""
 
     def __init__(
         self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("tyk-aks:index:SharedStorage", name, None, opts)
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self)
+        # Whatever holds data is protected: the engine refuses a replace or delete of it (even in preview), and
+        # a resource that leaves the stack stays where it is (retain_on_delete) instead of taking the data along.
+        keep = pulumi.ResourceOptions(
+            parent=self, protect=settings.protect, retain_on_delete=settings.protect
+        )
+        self.account = None
+
+        parameters: dict[str, pulumi.Input[str]] = {"skuName": settings.sku_name}
+        if settings.account is not None and args.azure is not None:
+            self.account = self._create_account(name, settings, args.azure, keep)
+            parameters |= {
+                "resourceGroup": args.azure.resource_group_name,
+                "storageAccount": settings.account.name,
+            }
+        elif settings.account is not None and settings.account.resource_group_name is not None:
+            parameters |= {
+                "resourceGroup": settings.account.resource_group_name,
+                "storageAccount": settings.account.name,
+            }
 
         if settings.create_storage_class:
             storage_class = k8s.storage.v1.StorageClass(
                 f"{name}-class",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=settings.storage_class_name, labels=args.labels),
                 provisioner="file.csi.azure.com",
-                parameters={"skuName": settings.sku_name},
+                parameters=parameters,
                 mount_options=azure_files_mount_options(settings),
                 # Retain: deleting the stack must not delete every API definition and policy with it.
                 reclaim_policy="Retain",
                 allow_volume_expansion=True,
                 # Immediate: Azure Files isn't zonal, and a Pending claim would hold the Helm release's wait.
                 volume_binding_mode="Immediate",
-                opts=child,
+                opts=pulumi.ResourceOptions.merge(
+                    keep, pulumi.ResourceOptions(depends_on=[self.account] if self.account else [])
+                ),
             )
             self.storage_class_name = storage_class.metadata["name"]
         else:
@@ -98,9 +160,62 @@ class SharedStorage(pulumi.ComponentResource):
                         requests={"storage": getattr(settings.sizes, folder)}
                     ),
                 ),
-                opts=child,
+                opts=keep,
             )
         self.claim_names = {folder: claim_name(folder) for folder in GATEWAY_FOLDERS}
         self.register_outputs(
             {"storage_class_name": self.storage_class_name, "claim_names": self.claim_names}
         )
+
+    def _create_account(
+        self, name: str, settings: StorageSettings, azure: AzureTarget, keep: pulumi.ResourceOptions
+    ) -> storage.StorageAccount:
+        """The account in the stack's resource group, with share soft delete, the CSI grant and an optional lock."""
+        assert settings.account is not None
+        premium = settings.sku_name.startswith("Premium")
+        account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=settings.account.name,
+            resource_group_name=azure.resource_group_name,
+            location=azure.location,
+            # Premium file shares only exist in FileStorage accounts; standard ones in general-purpose v2.
+            kind=storage.Kind.FILE_STORAGE if premium else storage.Kind.STORAGE_V2,
+            sku=storage.SkuArgs(name=settings.sku_name),
+            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+            allow_blob_public_access=False,
+            enable_https_traffic_only=True,
+            opts=keep,
+        )
+        storage.FileServiceProperties(
+            f"{name}-file-service",
+            account_name=account.name,
+            resource_group_name=azure.resource_group_name,
+            file_services_name="default",
+            share_delete_retention_policy=storage.DeleteRetentionPolicyArgs(
+                enabled=True, days=settings.account.share_soft_delete_days
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        authorization.RoleAssignment(
+            f"{name}-csi-access",
+            scope=account.id,
+            principal_id=azure.cluster_principal_id,
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=subscription.subscription_id.apply(
+                lambda sub: (
+                    f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
+                    f"{STORAGE_ACCOUNT_CONTRIBUTOR}"
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if settings.account.delete_lock:
+            authorization.ManagementLockByScope(
+                f"{name}-account-lock",
+                scope=account.id,
+                level=authorization.LockLevel.CAN_NOT_DELETE,
+                notes="Holds the gateways' API definitions and policies: see docs/production.md before removing.",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return account

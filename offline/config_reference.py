@@ -53,6 +53,8 @@ SECRET_DESCRIPTIONS = {
     "apiSecret": "The gateway's control-API secret (`x-tyk-authorization`). Required when `apiManagement.enabled` "
     "is true (the provider reads it from stack config); otherwise generated and kept in the state.",
     "redisPassword": "The Redis password. Generated and kept in the state when not set.",
+    "redisPasswordPrevious": "Only while rotating the in-cluster Redis's password: the old one, still accepted "
+    "until every gateway uses the new one (docs/production.md).",
 }
 
 

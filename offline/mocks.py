@@ -131,11 +131,50 @@ def _random_password_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, A
     return state
 
 
+def _managed_cluster_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # Azure fills in the system-assigned identity's object id; role assignments for the cluster read it.
+    state = _azure_state(args)
+    identity = dict(state.get("identity") or {})
+    identity.setdefault("principalId", f"{args.name}-principal-id")
+    state["identity"] = identity
+    return state
+
+
+def _storage_account_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    state = _azure_state(args)
+    state["name"] = args.inputs.get("accountName", args.name)
+    return state
+
+
+def _named_by(key: str) -> StateFunction:
+    def state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        result = _azure_state(args)
+        result["name"] = args.inputs.get(key, args.name)
+        return result
+
+    return state
+
+
+def _random_id_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # A new id whenever the keepers change, as the provider replaces the resource then.
+    state = dict(args.inputs)
+    keepers = json.dumps(reveal(args.inputs.get("keepers") or {}), sort_keys=True)
+    state["hex"] = hashlib.sha256(f"{args.name}:{keepers}".encode()).hexdigest()[
+        : 2 * int(args.inputs.get("byteLength", 8))
+    ]
+    return state
+
+
 # Per-type output functions; anything else echoes its inputs back as state, which is what the engine does for
 # the fields we read (names, namespaces). Extended by other modules with `register_state_function`.
 STATE_FUNCTIONS: dict[str, StateFunction] = {
     "kubernetes:helm.sh/v3:Release": _release_state,
     "random:index/randomPassword:RandomPassword": _random_password_state,
+    "random:index/randomId:RandomId": _random_id_state,
+    "azure-native:containerservice:ManagedCluster": _managed_cluster_state,
+    "azure-native:storage:StorageAccount": _storage_account_state,
+    "azure-native:redisenterprise:RedisEnterprise": _named_by("clusterName"),
+    "azure-native:redisenterprise:Database": _named_by("databaseName"),
 }
 
 
@@ -148,7 +187,6 @@ def register_state_function(type_token: str, function: StateFunction) -> None:
 # registry wiring can be asserted: a registry digest that changes with every build input (as a rebuild would),
 # an ACR login server (`<name>.azurecr.io`, how ACR names it), the AKS kubelet identity.
 
-OFFLINE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-0000000000aa"
 OFFLINE_KUBELET_OBJECT_ID = "00000000-0000-0000-0000-00000000c0be"
 
 
@@ -172,8 +210,9 @@ def _registry_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     return state
 
 
-def _managed_cluster_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    state = _azure_state(args)
+def _managed_cluster_with_kubelet_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # AKS also reports the kubelet identity (what pulls images): the controller image's AcrPull goes to it.
+    state = _managed_cluster_state(args)
     state["identityProfile"] = {
         "kubeletidentity": {
             "objectId": OFFLINE_KUBELET_OBJECT_ID,
@@ -196,7 +235,7 @@ STATE_FUNCTIONS.update(
     {
         "docker-build:index:Image": _image_state,
         "azure-native:containerregistry:Registry": _registry_state,
-        "azure-native:containerservice:ManagedCluster": _managed_cluster_state,
+        "azure-native:containerservice:ManagedCluster": _managed_cluster_with_kubelet_state,
         "random:index/randomString:RandomString": _random_string_state,
     }
 )
@@ -218,12 +257,15 @@ class OfflineMocks(pulumi.runtime.Mocks):
             return {
                 "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig).decode()}]
             }, []
+        if args.token == "azure-native:redisenterprise:listDatabaseKeys":
+            prefix = f"offline-{args.args.get('clusterName')}-{args.args.get('databaseName')}"
+            return {"primaryKey": f"{prefix}-primary-key", "secondaryKey": f"{prefix}-secondary-key"}, []
         if args.token == "azure-native:authorization:getClientConfig":
             return {
-                "subscriptionId": OFFLINE_SUBSCRIPTION_ID,
-                "tenantId": "00000000-0000-0000-0000-0000000000bb",
-                "clientId": "00000000-0000-0000-0000-0000000000cc",
-                "objectId": "00000000-0000-0000-0000-0000000000dd",
+                "clientId": "offline-client-id",
+                "objectId": "offline-object-id",
+                "subscriptionId": "00000000-0000-0000-0000-000000000000",
+                "tenantId": "11111111-1111-1111-1111-111111111111",
             }, []
         if args.token == "azure-native:containerregistry:listRegistryCredentials":
             return {
@@ -286,6 +328,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "ignoreChanges": list(request.ignoreChanges),
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
                     "protect": request.protect,
+                    "retainOnDelete": request.retainOnDelete,
                     "deleteBeforeReplace": request.deleteBeforeReplace,
                     "replaceOnChanges": list(request.replaceOnChanges),
                 },

@@ -52,6 +52,9 @@ STATEFUL = {
     "azure-native:containerservice:ManagedCluster": "the cluster and everything running in it",
     "azure-native:resources:ResourceGroup": "every Azure resource in the group",
     "random:index/randomPassword:RandomPassword": "the generated secret (whoever holds the old one is locked out)",
+    "azure-native:storage:StorageAccount": "every file share in it (API definitions, policies, middleware)",
+    "azure-native:redisenterprise:RedisEnterprise": "every API key and rate-limit counter",
+    "azure-native:redisenterprise:Database": "every API key and rate-limit counter",
 }
 
 _K8S_METADATA = ("metadata.name", "metadata.namespace")

@@ -72,7 +72,7 @@ def build(settings: dict[str, Any]) -> Built:
     return Built(monitor, mocks, holder[0])
 
 
-AKS = {
+AKS: dict[str, Any] = {
     "mode": "aks",
     "aks": {
         "location": "northeurope",
@@ -123,8 +123,18 @@ def test_aks_resource_group_and_cluster_inputs() -> None:
 
 def test_aks_node_count_belongs_to_the_autoscaler() -> None:
     cluster = build(AKS).one("azure-native:containerservice:ManagedCluster")
-    assert cluster.options["ignoreChanges"] == IGNORED_CLUSTER_CHANGES == ["agentPoolProfiles[0].count"]
+    # The network profile too: every field of it would re-create the cluster (e.g. adding it to an old one).
+    assert cluster.options["ignoreChanges"] == IGNORED_CLUSTER_CHANGES
+    assert IGNORED_CLUSTER_CHANGES == ["agentPoolProfiles[0].count", "networkProfile"]
     assert not cluster.options["replaceOnChanges"]  # a setting change must never recreate the cluster
+
+
+def test_aks_group_and_cluster_are_protected() -> None:
+    built = build(AKS)
+    for type_ in ("azure-native:resources:ResourceGroup", "azure-native:containerservice:ManagedCluster"):
+        assert built.one(type_).options["protect"] is True, type_
+    unprotected = build({**AKS, "aks": {**AKS["aks"], "protect": False}})
+    assert unprotected.one("azure-native:containerservice:ManagedCluster").options["protect"] is False
 
 
 def test_aks_defaults_leave_version_and_zones_to_azure() -> None:
@@ -139,7 +149,8 @@ def test_aks_defaults_leave_version_and_zones_to_azure() -> None:
 def test_aks_credentials_are_read_from_the_new_cluster() -> None:
     built = build(AKS)
     [call] = [c for c in built.mocks.calls if c.token == CREDENTIALS_TOKEN]
-    assert call.args == {"resourceGroupName": "tyk-prod", "resourceName": "tyk-prod"}
+    # `exec`: kubelogin gets an Entra ID token for whoever runs pulumi (the only form that works with Entra ID).
+    assert call.args == {"resourceGroupName": "tyk-prod", "resourceName": "tyk-prod", "format": "exec"}
 
 
 def test_aks_provider_gets_the_decoded_kubeconfig_as_a_secret() -> None:
@@ -165,10 +176,16 @@ def test_aks_children_are_parented_to_the_component() -> None:
     assert {r.type for r in children} == {
         "azure-native:resources:ResourceGroup",
         "azure-native:containerservice:ManagedCluster",
+        "azure-native:authorization:RoleAssignment",
         PROVIDER_TYPE,
     }
     assert all(r.parent_urn == component.urn for r in children)
-    assert [r.name for r in children] == ["cluster-rg", "cluster-aks", "cluster-k8s"]
+    assert [r.name for r in children] == [
+        "cluster-rg",
+        "cluster-aks",
+        "cluster-deployer-admin",
+        "cluster-k8s",
+    ]
 
 
 def test_decode_kubeconfig() -> None:
@@ -278,4 +295,65 @@ def test_prod_plan_wires_the_aks_kubeconfig(plan_of: Callable[[str], Plan]) -> N
     assert is_secret(provider.inputs["kubeconfig"])
     masked = plan.to_json()
     assert masked["resources"][f"{PROVIDER_TYPE}::cluster-k8s"]["inputs"]["kubeconfig"] == "[secret]"
-    assert masked["outputs"]["kubeconfig"] == "[secret]"
+    assert "kubeconfig" not in masked["outputs"]  # no credential leaves the stack
+
+
+# --- closed by default ---------------------------------------------------------------------------------------
+
+
+def test_aks_enforces_network_policies_with_cilium() -> None:
+    inputs = build(AKS).one("azure-native:containerservice:ManagedCluster").inputs
+    assert (
+        inputs["networkProfile"].items()
+        >= {
+            "networkPlugin": "azure",
+            "networkPluginMode": "overlay",
+            "networkDataplane": "cilium",
+            "networkPolicy": "cilium",
+        }.items()
+    )
+    azure = build({**AKS, "aks": {**AKS["aks"], "networkPolicy": "azure"}})
+    profile = azure.one("azure-native:containerservice:ManagedCluster").inputs["networkProfile"]
+    assert (profile["networkPolicy"], profile["networkDataplane"]) == ("azure", "azure")
+
+
+def test_aks_uses_entra_id_with_azure_rbac() -> None:
+    settings = {**AKS, "aks": {**AKS["aks"], "disableLocalAccounts": True, "adminGroupObjectIds": ["g-1"]}}
+    inputs = build(settings).one("azure-native:containerservice:ManagedCluster").inputs
+    assert inputs["aadProfile"] == {"managed": True, "enableAzureRBAC": True, "adminGroupObjectIDs": ["g-1"]}
+    assert inputs["disableLocalAccounts"] is True
+
+
+def test_prod_stack_disables_local_accounts() -> None:
+    aks = _settings("prod").cluster.aks
+    assert aks is not None and aks.disable_local_accounts is True
+
+
+def test_deployer_is_cluster_admin_through_azure_rbac_before_the_provider_is_used() -> None:
+    built = build(AKS)
+    cluster = built.one("azure-native:containerservice:ManagedCluster")
+    [grant] = built.of_type("azure-native:authorization:RoleAssignment")
+    assert grant.inputs["principalId"] == "offline-object-id"  # getClientConfig: whoever runs pulumi
+    assert grant.inputs["roleDefinitionId"].endswith("/b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b")
+    assert cluster.urn in grant.dependencies
+    assert grant.urn in built.one(PROVIDER_TYPE).dependencies
+    # A later preview/up by another identity (the read-only preview one) must not move the grant to it.
+    assert grant.options["ignoreChanges"] == ["principalId", "principalType"]
+    assert grant.inputs["principalType"] == "User"  # by hand; Azure refuses a type that doesn't match
+    ci = build({**AKS, "aks": {**AKS["aks"], "deployerPrincipalType": "ServicePrincipal"}})
+    [ci_grant] = ci.of_type("azure-native:authorization:RoleAssignment")
+    assert ci_grant.inputs["principalType"] == "ServicePrincipal"
+
+
+def test_readers_get_read_only_roles() -> None:
+    built = build({**AKS, "aks": {**AKS["aks"], "readerPrincipalIds": ["preview-sp"]}})
+    grants = {
+        r.inputs["roleDefinitionId"].rsplit("/", 1)[1]: r
+        for r in built.of_type("azure-native:authorization:RoleAssignment")
+        if r.inputs["principalId"] == "preview-sp"
+    }
+    assert set(grants) == {
+        "7f6c6a51-bcf8-42ba-9220-52d62157d7db",  # Azure Kubernetes Service RBAC Reader
+        "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",  # Azure Kubernetes Service Cluster User Role
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7",  # Reader (resource group)
+    }

@@ -522,7 +522,7 @@ def test_prod_pushes_to_its_own_acr_and_the_kubelet_pulls_from_it() -> None:
     [registry] = plan.find(REGISTRY)
     assert registry.inputs["adminUserEnabled"] is True
     assert registry.inputs["anonymousPullEnabled"] is False
-    [assignment] = plan.find(ROLE_ASSIGNMENT)
+    [assignment] = plan.find(ROLE_ASSIGNMENT, "controller-image-acr-pull")
     assert assignment.inputs["principalId"] == OFFLINE_KUBELET_OBJECT_ID
     assert assignment.inputs["principalType"] == "ServicePrincipal"
     assert assignment.inputs["roleDefinitionId"].endswith(f"/roleDefinitions/{ACR_PULL_ROLE_ID}")
@@ -537,7 +537,7 @@ def test_prod_pushes_to_its_own_acr_and_the_kubelet_pulls_from_it() -> None:
     assert assignment.urn in plan.one(DEPLOYMENT).dependencies
 
 
-def test_an_image_change_changes_the_deployed_digest(tmp_path: Path) -> None:
+def test_an_image_change_changes_the_deployed_digest() -> None:
     config, secret_keys, _ = read_stack_config("local")
     first = run_program("local", config=config, secret_keys=secret_keys)
     config["tyk-aks:controller"] = json.dumps(

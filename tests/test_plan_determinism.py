@@ -40,9 +40,9 @@ def test_plan_follows_declaration_order() -> None:
     # The program declares the cluster, then storage, then Redis, then the gateway: so does the plan.
     first = {
         kind: next(i for i, key in enumerate(keys) if kind in key)
-        for kind in ("ManagedCluster", "StorageClass", "redis-release", "gateway-release")
+        for kind in ("ManagedCluster", "StorageClass", "redis-managed", "gateway-release")
     }
-    assert first["ManagedCluster"] < first["StorageClass"] < first["redis-release"] < first["gateway-release"]
+    assert first["ManagedCluster"] < first["StorageClass"] < first["redis-managed"] < first["gateway-release"]
     storage = [r.name for r in plan.resources if r.type == "kubernetes:core/v1:PersistentVolumeClaim"]
     assert storage == ["storage-apps", "storage-policies", "storage-middleware"]
     assert [r["order"] for r in plan.to_json()["resources"].values()] == list(range(len(keys)))

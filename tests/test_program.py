@@ -26,6 +26,7 @@ from tests.k8s_schema import is_kubernetes_object, validate
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
+STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 FOLDERS = {
     "apps": "/mnt/tyk-gateway/apps",
@@ -90,7 +91,11 @@ def test_dev_gateway_release_values() -> None:
         {"host": "api.dev.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
     ]
     assert gateway["ingress"]["tls"] == []
-    assert "pdb" not in gateway and "resources" not in gateway
+    assert "pdb" not in gateway
+    assert gateway["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
     assert gateway["log"]["level"] == "debug"
     # Shared folders: each claim mounted at its folder.
     volumes = {
@@ -114,26 +119,10 @@ def test_dev_gateway_reads_secrets_by_name_only() -> None:
         "name": redis_secret.inputs["metadata"]["name"],
         "keyName": "redis-password",
     }
-    assert values["global"]["redis"]["addrs"] == ["tyk-redis-master:6379"]  # same namespace
+    assert values["global"]["redis"]["addrs"] == ["tyk-redis:6379"]  # same namespace
     assert is_secret(api_secret.inputs["stringData"])
     assert list(reveal(api_secret.inputs["stringData"])) == [API_SECRET_KEY]
     assert is_secret(redis_secret.inputs["stringData"])
-
-
-def test_dev_redis_release_uses_the_password_secret() -> None:
-    plan = stack_plan("dev")
-    release = plan.one(RELEASE, "redis-release")
-    assert release.inputs["chart"] == "oci://registry-1.docker.io/bitnamicharts/redis"
-    assert release.inputs["name"] == "tyk-redis"
-    values = release.inputs["values"]
-    assert not is_secret(values)
-    assert values["auth"] == {
-        "enabled": True,
-        "existingSecret": "tyk-redis-password",
-        "existingSecretPasswordKey": "redis-password",
-    }
-    assert values["architecture"] == "standalone"
-    assert values["master"]["persistence"]["size"] == "1Gi"
 
 
 def test_helm_values_are_known_in_a_preview_of_a_new_stack() -> None:
@@ -144,7 +133,7 @@ def test_helm_values_are_known_in_a_preview_of_a_new_stack() -> None:
             return "", {}
 
     plan = run_program("prod", monitor=RecordingMonitor(NoOutputsYet()), preview=True)
-    for name in ("gateway-release", "redis-release"):
+    for name in ("gateway-release",):
         values = plan.one(RELEASE, name).inputs["values"]
         assert isinstance(values, dict) and not is_secret(values), name
         json.dumps(values)  # nothing unknown inside
@@ -155,7 +144,7 @@ def test_gateway_release_waits_for_volumes_redis_and_secret() -> None:
     plan = stack_plan("dev")
     release = plan.one(RELEASE, "gateway-release")
     needed = [c.urn for c in claims(plan).values()]
-    needed += [plan.one(RELEASE, "redis-release").urn, plan.one(SECRET, "gateway-api-secret").urn]
+    needed += [plan.one(STATEFULSET, "redis-statefulset").urn, plan.one(SECRET, "gateway-api-secret").urn]
     assert set(needed) <= set(release.dependencies)
 
 
@@ -184,16 +173,10 @@ def test_prod_gateway_is_spread_guarded_and_sized() -> None:
 
 def test_prod_storage_is_premium_zone_redundant_and_large_enough() -> None:
     plan = stack_plan("prod")
-    assert plan.one(STORAGE_CLASS).inputs["parameters"] == {"skuName": "Premium_ZRS"}
+    assert plan.one(STORAGE_CLASS).inputs["parameters"]["skuName"] == "Premium_ZRS"
     for claim in claims(plan).values():
         assert claim.inputs["spec"]["resources"] == {"requests": {"storage": "100Gi"}}
         assert claim.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
-
-
-def test_prod_redis_replicates() -> None:
-    values = stack_plan("prod").one(RELEASE, "redis-release").inputs["values"]
-    assert values["architecture"] == "replication"
-    assert values["replica"]["replicaCount"] == 2
 
 
 # --- every stack ---------------------------------------------------------------------------------------------
@@ -263,8 +246,8 @@ def _secret_values(plan: Plan) -> set[str]:
 
 
 def test_runs_in_one_process_do_not_share_exports() -> None:
-    assert "kubeconfig" in run_program("prod").outputs  # the AKS stack exports its kubeconfig
-    assert "kubeconfig" not in run_program("local").outputs
+    assert "aks_cluster_name" in run_program("prod").outputs  # the AKS stack names its cluster
+    assert "aks_cluster_name" not in run_program("local").outputs
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -292,7 +275,7 @@ def test_existing_redis_is_wired_by_address_and_secret(secret_name: str | None) 
     config["tyk-aks:redis"] = json.dumps(redis)
     plan = run_program("dev", config=config, secret_keys=secret_keys)
 
-    assert plan.find(RELEASE, "redis-release") == []
+    assert plan.find(STATEFULSET, "redis-statefulset") == []
     values = gateway_values(plan)["global"]["redis"]
     assert values["addrs"] == redis["addrs"]
     # Either the Secret the cluster already has, or one the program makes from `redisPassword`.

@@ -33,6 +33,7 @@ PULUMI_ACTION_INPUTS = {
     "color", "exclude-protected", "plan", "suppress-outputs", "suppress-progress", "always-include-summary",
     "continue-on-error", "log-verbosity", "log-flow", "debug",
 }  # fmt: skip
+PULUMI_ACTION = "pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d"  # v7.0.0
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 
 
@@ -206,7 +207,7 @@ def test_preview_job_permissions_and_oidc() -> None:
 def test_preview_uses_the_pulumi_action() -> None:
     job = workflow("preview.yml")["jobs"]["preview"]
     step = pulumi_step(job)
-    assert step["uses"] == "pulumi/actions@v7"
+    assert step["uses"] == PULUMI_ACTION
     inputs = step["with"]
     assert inputs["command"] == "preview"
     assert inputs["comment-on-pr"] is True
@@ -223,7 +224,7 @@ def test_preview_runs_the_offline_checks_first() -> None:
     steps = jobs["preview"]["steps"]
     uses = [str(s.get("uses", "")).split("@")[0] for s in steps]
     setup = uses.index("actions/setup-python")
-    install = next(i for i, s in enumerate(steps) if "-r requirements.txt" in s.get("run", ""))
+    install = next(i for i, s in enumerate(steps) if "-r requirements.lock" in s.get("run", ""))
     assert setup < install < uses.index("pulumi/actions")
     assert steps[setup]["with"]["python-version"] == "3.11"
     assert ".venv" in steps[install]["run"]
@@ -241,7 +242,7 @@ def test_existing_cluster_stacks_get_a_kubeconfig() -> None:
     assert existing == ["dev"]
     assert "AKS_CLUSTER_{0}" in job["env"]["AKS_CLUSTER"]
     [login] = steps_using(job, "azure/login")
-    assert login["if"] == "env.AKS_CLUSTER != ''"
+    assert "if" not in login  # every stack's cluster is an Entra ID cluster: kubelogin needs the `az` login
     kubeconfig = next(s for s in job["steps"] if "az aks get-credentials" in s.get("run", ""))
     assert "KUBECONFIG=" in kubeconfig["run"] and "GITHUB_ENV" in kubeconfig["run"]
     steps = job["steps"]
@@ -284,7 +285,7 @@ def test_deploy_runs_up_for_dev_on_main() -> None:
     assert job["concurrency"]["cancel-in-progress"] is False  # never cancel an `up` halfway
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
     step = pulumi_step(job)
-    assert step["uses"] == "pulumi/actions@v7"
+    assert step["uses"] == PULUMI_ACTION
     assert step["with"]["command"] == "up"
     assert job["env"]["STACK"] == "dev"
     assert "env.STACK" in step["with"]["stack-name"]
@@ -318,6 +319,100 @@ def test_ci_docs_list_every_setting_the_workflows_read() -> None:
     assert names
     for name in names:
         assert f"`{name}`" in readme or name in readme, f"docs/ci.md doesn't document {name}"
+
+
+# --- supply chain --------------------------------------------------------------------------------------------
+
+USES = re.compile(r"^\s*-?\s*uses:\s*(?P<action>[\w.-]+/[\w.-]+)@(?P<ref>\S+)(?P<comment>.*)$")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_by_commit_sha_with_the_version_in_a_comment(path: Path) -> None:
+    found = 0
+    for line in path.read_text().splitlines():
+        match = USES.match(line)
+        if match:
+            found += 1
+            assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), line  # a tag can be moved, a commit can't
+            assert re.fullmatch(r"\s+# v\d+(\.\d+)*", match["comment"]), line
+    assert found
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkouts_keep_no_credentials(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        for step in steps_using(job, "actions/checkout"):
+            assert step["with"]["persist-credentials"] is False
+
+
+def test_zizmor_finds_nothing() -> None:
+    pinned = re.search(r"^zizmor==(\S+)", (PROJECT_DIR / "requirements-dev.txt").read_text(), re.MULTILINE)
+    assert pinned, "zizmor must be pinned in requirements-dev.txt"
+    zizmor = Path(sys.executable).parent / "zizmor"
+    version = subprocess.run([str(zizmor), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.split()[-1] == pinned[1]
+    result = subprocess.run(
+        [str(zizmor), "--offline", "--no-progress", "--format", "plain", str(WORKFLOWS_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_previews_run_with_the_read_only_identity_only() -> None:
+    preview = workflow("preview.yml")["jobs"]
+    assert preview["preview"]["environment"] == "preview"
+    assert workflow("deploy.yml")["jobs"]["up"]["environment"] == "dev"
+    # No pull-request job reaches the deploy environment, and secrets are only read inside `preview`.
+    for job_id, job in preview.items():
+        assert job.get("environment") in (None, "preview"), job_id
+        if job.get("environment") is None:
+            assert "secrets." not in yaml.safe_dump(job), job_id
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_dependencies_are_installed_from_the_hashed_lock(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        for step in job["steps"]:
+            if "pip install" in step.get("run", ""):
+                assert "--require-hashes -r requirements.lock" in step["run"]
+            elif "run" in step and "./run" in step["run"]:
+                assert re.search(r"^\s*\./run (test|diff)", step["run"], re.MULTILINE)
+    run = (PROJECT_DIR / "run").read_text()
+    assert 'install "$venv" requirements-dev.lock' in run and "--require-hashes" in run
+
+
+@pytest.mark.parametrize(
+    ("requirements", "lock"),
+    [
+        ("requirements.txt", "requirements.lock"),
+        ("requirements-dev.txt", "requirements-dev.lock"),
+        ("requirements-checkov.txt", "requirements-checkov.lock"),
+    ],
+)
+def test_lock_files_pin_every_requirement_with_hashes(requirements: str, lock: str) -> None:
+    def names(text: str) -> set[str]:
+        found = set()
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                found.add(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+        return found
+
+    wanted = names((PROJECT_DIR / requirements).read_text())
+    if requirements == "requirements-dev.txt":
+        wanted |= names((PROJECT_DIR / "requirements.txt").read_text())
+    text = (PROJECT_DIR / lock).read_text()
+    pinned = {
+        m[1].lower().replace("_", "-"): m[0] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+", text, re.M)
+    }
+    missing = wanted - set(pinned)
+    assert not missing, f"{lock} lacks {sorted(missing)}: run `./run lock`"
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.split("\n", 2)[2])
+    for block in blocks:
+        if block.strip():
+            assert "--hash=sha256:" in block, block.splitlines()[0]
 
 
 # --- e2e-kind.yml and scripts/e2e-kind.sh --------------------------------------------------------------------
