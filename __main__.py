@@ -187,6 +187,8 @@ def main() -> None:
             redis_addrs=redis.addrs,
             redis_password_secret=(redis.password_secret_name, redis.password_secret_key),
             org_id=settings.controller.org_id,
+            redis_tls=redis.use_ssl,
+            redis_cluster=redis.enable_cluster,
         )
         controller = IngressController(
             "ingress-controller",

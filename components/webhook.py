@@ -74,7 +74,13 @@ def object_name(resource: Any, fallback: pulumi.Input[str]) -> pulumi.Output[str
 
 
 def mesh_config(
-    settings: WebhookSettings, *, gateway_image_tag: str, redis_addrs: Sequence[str], org_id: str
+    settings: WebhookSettings,
+    *,
+    gateway_image_tag: str,
+    redis_addrs: Sequence[str],
+    org_id: str,
+    redis_tls: bool = False,
+    redis_cluster: bool = False,
 ) -> MeshConfig:
     """The controller config's `mesh` section: the sidecar is the gateways' own image and version, on their
     Redis (the gateway refuses to run without one)."""
@@ -82,6 +88,8 @@ def mesh_config(
     return MeshConfig(
         sidecar_image=f"{GATEWAY_IMAGE}:{gateway_image_tag}",
         redis_addrs=list(redis_addrs),
+        redis_tls=redis_tls,
+        redis_cluster=redis_cluster,
         org_id=org_id,
         reload_delay_seconds=settings.reload_delay_seconds,
         resources=SidecarResources(
@@ -123,6 +131,8 @@ def mesh_hooks(
     redis_addrs: Sequence[str],
     redis_password_secret: tuple[pulumi.Input[str], str],
     org_id: str,
+    redis_tls: bool = False,
+    redis_cluster: bool = False,
 ) -> MeshHooks:
     """The mesh's config section, environment and grants; nothing when the webhook is off."""
     if not settings.enabled:
@@ -136,6 +146,8 @@ def mesh_hooks(
         # Sidecars run in other namespaces: a short Service name must carry the namespace.
         redis_addrs=[qualified_address(addr, namespace) for addr in redis_addrs],
         org_id=org_id,
+        redis_tls=redis_tls,
+        redis_cluster=redis_cluster,
     )
     password = k8s.core.v1.EnvVarArgs(
         name=REDIS_PASSWORD_ENV,

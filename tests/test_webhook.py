@@ -421,5 +421,22 @@ def test_the_mesh_is_on_in_dev_and_prod(stack: str) -> None:
     config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
     assert config["webhook"]["path"] == webhook["clientConfig"]["service"]["path"]
     assert config["mesh"]["sidecarImage"].startswith("docker.tyk.io/tyk-gateway/tyk-gateway:")
-    assert all(".svc:" in addr for addr in config["mesh"]["redisAddrs"])
+    # As the gateways reach Redis: the same Redis (by a name that resolves from any namespace), TLS, cluster mode.
+    [gateway_redis] = [
+        values["global"]["redis"]
+        for release in plan.find("kubernetes:helm.sh/v3:Release")
+        if "redis" in (values := reveal(release.inputs).get("values") or {}).get("global", {})
+    ]
+    mesh = config["mesh"]
+
+    def short(addr: str) -> tuple[str, str]:
+        host, _, port = addr.rpartition(":")
+        return host.split(".")[0], port
+
+    assert [short(a) for a in mesh["redisAddrs"]] == [short(a) for a in gateway_redis["addrs"]]
+    assert mesh["redisTls"] == bool(gateway_redis.get("useSSL"))
+    assert mesh["redisCluster"] == bool(gateway_redis.get("enableCluster"))
+    for addr in mesh["redisAddrs"]:
+        host = addr.rpartition(":")[0]
+        assert ".svc" in host or host.count(".") >= 2, addr
     assert "webhook_certificate_expires_at" in plan.outputs

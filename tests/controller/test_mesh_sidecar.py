@@ -201,9 +201,13 @@ def test_gateway_config_validates_against_the_gateway_linter_schema() -> None:
     checker.checks("host-no-port")(_host_no_port)
     checker.checks("path")(_path)
     validator = jsonschema.Draft4Validator(SCHEMA, format_checker=checker)
+    managed_redis = MESH.model_copy(update={"redis_tls": True, "redis_cluster": True})
+    for mesh in (MESH, managed_redis):
+        for inbound in (True, False):
+            assert sorted(validator.iter_errors(gateway_config(mesh, inbound=inbound)), key=str) == []
+    storage = gateway_config(managed_redis)["storage"]
+    assert (storage["use_ssl"], storage["enable_cluster"]) == (True, True)
     config = gateway_config(MESH)
-    errors = sorted(validator.iter_errors(config), key=str)
-    assert errors == []
     # The schema is strict (additionalProperties: false): a misspelt key is caught.
     assert list(validator.iter_errors({**config, "listen_prot": 80}))
     assert list(validator.iter_errors({**config, "storage": {**config["storage"], "host": "redis:6379"}}))

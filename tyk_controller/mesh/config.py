@@ -99,6 +99,9 @@ class MeshConfig(_Camel):
     redis_addrs: list[str] = Field(min_length=1)
     """`host:port` of the gateways' Redis: the gateway refuses to run without Redis."""
     redis_tls: bool = False
+    """TLS to Redis (Azure Managed Redis), as the gateways' `storage.use_ssl`."""
+    redis_cluster: bool = False
+    """Redis cluster client (Azure Managed Redis with the OSS clustering policy), as `storage.enable_cluster`."""
     hash_key_function: Literal["murmur32", "murmur64", "murmur128", "sha256"] = "murmur128"
     """Must match the gateways' (the tyk-oss chart's `hashKeyFunction`, murmur128): keys live in the shared
     Redis under their hash, so a sidecar hashing differently finds none of them."""

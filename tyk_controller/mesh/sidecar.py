@@ -326,8 +326,10 @@ def gateway_config(mesh: MeshConfig, *, inbound: bool = True) -> dict[str, Any]:
             "port": int(port or 6379),
             "addrs": list(mesh.redis_addrs),
             "use_ssl": mesh.redis_tls,
-            "enable_cluster": False,
+            "enable_cluster": mesh.redis_cluster,
             "database": 0,
+            # As the gateways (TYK_GW_STORAGE_TLSMINVERSION); the certificate is checked against system roots.
+            **({"min_version": "1.2"} if mesh.redis_tls else {}),
         },
         # The gateways sign their group-reload notification with their node_secret, which sidecars must not
         # hold (it is the gateways' admin secret). Skipping the signature check lets a route change reach every
