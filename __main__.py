@@ -11,12 +11,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.api_access import ApiManagementAccess, ApiManagementAccessArgs
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.controller import IngressController, IngressControllerArgs
 from components.controller_image import ControllerImage, ControllerImageArgs
 from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
+from components.gateway import CONTROL_SERVICE_NAME, TykGateway, TykGatewayArgs
 from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
-from components.gateway import TykGateway, TykGatewayArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
 from components.redis import POD_LABELS as REDIS_POD_LABELS
@@ -30,6 +31,7 @@ from components.settings import (
 )
 from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
 from components.webhook import mesh_hooks
+from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.loader import declare_definitions
 from tyk_gateway.problems import InputError, debug_enabled
 
@@ -214,10 +216,26 @@ def main() -> None:
             pulumi.export("webhook_certificate_expires_at", controller.webhook_cert_expires_at)
 
     if settings.api_management.enabled:
+        management = settings.api_management
+        # Through the API server (refresh/destroy find the cluster in stack config), or a plain URL.
+        control_target = management.gateway_url or kubernetes_target(
+            settings.namespace, CONTROL_SERVICE_NAME, settings.gateway.control_port
+        )
+        access = ApiManagementAccess(
+            "api-management",
+            ApiManagementAccessArgs(
+                namespace=namespace_name,
+                control_service=CONTROL_SERVICE_NAME,
+                deploy_subjects=management.rbac_subjects,
+                preview_subjects=management.preview_subjects,
+                labels=labels,
+            ),
+            opts=in_cluster,
+        )
         definitions = declare_definitions(
-            PROJECT_DIR / settings.api_management.definitions_dir,
-            gateway_url=settings.api_management.gateway_url,
-            opts=pulumi.ResourceOptions(depends_on=[gateway]),
+            PROJECT_DIR / management.definitions_dir,
+            gateway_url=control_target,
+            opts=pulumi.ResourceOptions(depends_on=[gateway.release, *access.resources]),
         )
         pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
         pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})

@@ -1,6 +1,6 @@
 """Gateway calls, reloads and wall time of the Tyk provider for N managed APIs.
 
-Run: ``python -m benchmarks.provider_bench [--sizes 100 1000] [--changes 10 100]``
+Run: ``./run bench provider_bench [--sizes 100 1000] [--changes 10 100] [--replicas 3]``
 
 It starts the gateway emulator, then drives the API provider the way the Pulumi engine
 does (check/diff for every resource, create/update/read/delete where the engine would
@@ -24,11 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import dill
+import yaml
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from tests.gateway_cluster import GatewayCluster
 from tests.gateway_emulator import GatewayEmulator
+from tests.kube_proxy_double import KubeProxyDouble
 from tests.provider.conftest import api_definition
+from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.provider import TykApiProvider, forget_gateways
 
 SECRET = "benchmark-secret"
@@ -146,6 +150,102 @@ def run_size(n: int, changes: list[int]) -> list[Row]:
         return bench.rows
 
 
+@dataclass
+class ReplicaRow:
+    n: int
+    replicas: int
+    verify: bool
+    phase: str
+    operations: int
+    batches: int
+    group_reloads: int
+    lists_per_replica: float
+    gets_per_replica: float
+    seconds: float
+
+
+def run_replicas(n: int, replicas: int, changes: int) -> list[ReplicaRow]:
+    """The same phases through the Kubernetes service proxy in front of `replicas` gateways on one folder,
+    with replica verification off and on: what verification costs per batch."""
+    return [row for verify in (False, True) for row in _replica_phases(n, replicas, changes, verify)]
+
+
+def _replica_phases(n: int, replicas: int, changes: int, verify: bool) -> list[ReplicaRow]:
+    rows: list[ReplicaRow] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        GatewayCluster(Path(tmp) / "share", SECRET, replicas=replicas, reload_interval=0.05) as cluster,
+    ):
+        kube = KubeProxyDouble(cluster)
+        kubeconfig = Path(tmp) / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(kube.kubeconfig()))
+        config = Config(
+            {
+                "tyk-aks:apiSecret": SECRET,
+                "tyk-aks:cluster": json.dumps({"mode": "existing", "kubeconfig": str(kubeconfig)}),
+                "tyk-aks:apiManagement": json.dumps({"verifyReplicas": verify}),
+            },
+            "tyk-aks",
+        )
+        provider = dill.loads(base64.b64decode(serialize_provider(TykApiProvider())))
+        provider.configure(ConfigureRequest(config))
+        url = kubernetes_target("tyk", kube.service, kube.port)
+        state: dict[str, dict[str, Any]] = {}
+
+        def check(d: dict[str, Any]) -> dict[str, Any]:
+            result = provider.check({}, {"gateway_url": url, "definition": d})
+            assert not result.failures
+            return result.inputs
+
+        def phase(name: str, operations: int, jobs: Callable[[], list[Callable[[], Any]]]) -> None:
+            forget_gateways()
+            for replica in cluster.replicas.values():
+                replica.reload_now()
+                replica.reset_stats()
+            started = time.perf_counter()
+            parallel(jobs())
+            seconds = time.perf_counter() - started
+            batches = len(provider._gateway({"gateway_url": url}).reloads.batches)
+            lists = sum(r.stats.calls["GET /tyk/apis"] for r in cluster.replicas.values()) / replicas
+            gets = sum(r.stats.calls["GET /tyk/apis/{id}"] for r in cluster.replicas.values()) / replicas
+            group = sum(r.stats.calls["GET /tyk/reload/group"] for r in cluster.replicas.values())
+            rows.append(
+                ReplicaRow(n, replicas, verify, name, operations, batches, group, lists, gets, seconds)
+            )
+
+        def create(i: int) -> None:
+            result = provider.create(check(definition(i)))
+            state[result.id] = result.outs or {}
+
+        def update(i: int) -> None:
+            api_id = f"api-{i:05d}"
+            news = check(definition(i, "http://v2:8080"))
+            state[api_id] = provider.update(api_id, state[api_id], news).outs or {}
+
+        phase("create all", n, lambda: [partial(create, i) for i in range(n)])
+        phase(f"update {changes}", changes, lambda: [partial(update, i) for i in range(changes)])
+        phase("refresh all", n, lambda: [partial(provider.read, k, v) for k, v in state.items()])
+        phase("delete all", n, lambda: [partial(provider.delete, k, v) for k, v in list(state.items())])
+        kube.down()
+    return rows
+
+
+def print_replica_table(rows: list[ReplicaRow]) -> None:
+    header = (
+        f"{'N':>5} {'pods':>4} {'verify':>6}  {'phase':<12} {'ops':>5} {'batches':>7} {'group reloads':>13} "
+        f"{'lists/pod':>9} {'lists/pod/batch':>15} {'gets/pod':>8} {'wall s':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        per_batch = r.lists_per_replica / r.batches if r.batches else 0.0
+        print(
+            f"{r.n:>5} {r.replicas:>4} {'on' if r.verify else 'off':>6}  {r.phase:<12} {r.operations:>5} {r.batches:>7} "
+            f"{r.group_reloads:>13} {r.lists_per_replica:>9.1f} {per_batch:>15.2f} {r.gets_per_replica:>8.1f} "
+            f"{r.seconds:>7.2f}"
+        )
+
+
 def print_table(rows: list[Row]) -> None:
     header = f"{'N':>5}  {'phase':<12} {'ops':>5} {'HTTP calls':>10} {'writes':>6} {'list/get':>8} {'reloads':>7} {'wall s':>7} {'ms/op':>6}"
     print(header)
@@ -163,7 +263,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--changes", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--json", action="store_true", help="print rows as JSON instead of a table")
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="also run through the service proxy with this many replicas"
+    )
     args = parser.parse_args()
+    if args.replicas:
+        replica_rows = [r for n in args.sizes for r in run_replicas(n, args.replicas, min(args.changes))]
+        print_replica_table(replica_rows)
+        print(
+            "\nThrough the Kubernetes service proxy double; 'batches' = group commits (each write waits for its"
+            "\nbatch's reload and verification); 'lists/pod' = GET /tyk/apis per replica, including refresh reads;"
+            "\n'gets/pod' = GET /tyk/apis/{id} per replica (verification of batches of up to 4 objects)."
+            "\n"
+        )
     rows = [row for n in args.sizes for row in run_size(n, args.changes)]
     if args.json:
         print(json.dumps([row.__dict__ for row in rows], indent=2))

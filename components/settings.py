@@ -598,18 +598,60 @@ class ClusterSettings(Model):
 # --- API definitions managed by the dynamic provider ---------------------------------------------------------
 
 
+class RbacSubject(Model):
+    """A Kubernetes RBAC subject (an Entra ID user/group object id on AKS, a CI service account, ...)."""
+
+    kind: Literal["User", "Group", "ServiceAccount"]
+    name: str = Field(min_length=1)
+    namespace: DnsLabel | None = None
+    """Only for `ServiceAccount`: its namespace."""
+
+    @model_validator(mode="after")
+    def _namespace(self) -> RbacSubject:
+        if self.kind == "ServiceAccount" and self.namespace is None:
+            raise ValueError(
+                f"namespace = None: a ServiceAccount subject ({self.name!r}) needs its namespace"
+            )
+        if self.kind != "ServiceAccount" and self.namespace is not None:
+            raise ValueError(f"namespace = {self.namespace!r}: only ServiceAccount subjects have a namespace")
+        return self
+
+
 class ApiManagementSettings(Model):
     enabled: bool = False
     """Declare the definitions of `definitionsDir` as TykApi/TykPolicy resources (needs the `apiSecret` secret)."""
-    gateway_url: str = "http://localhost:9696"
-    """Control-API URL reachable from where `pulumi up` runs (a port-forward, a VPN, an internal ingress)."""
+    access: Literal["kubernetes", "url"] = "kubernetes"
+    """`kubernetes`: through the cluster's API server (service proxy) with the stack's cluster credentials, for
+    every command including refresh/destroy; `url`: straight to `gatewayUrl` (internal load balancer, VPN)."""
+    gateway_url: str | None = None
+    """Control-API URL for `access: url`, reachable from where `pulumi` runs (never the public ingress)."""
     definitions_dir: str = "definitions"
     """Folder (relative to the project) with apis/ and policies/ subfolders, one object per file."""
+    verify_replicas: bool = True
+    """After each batch of writes, check that every ready gateway pod serves it (one list call per pod)."""
+    replica_wait_seconds: float = Field(default=30.0, ge=0, le=600)
+    """How long a replica may take to serve a batch (reloaded directly meanwhile) before `pulumi up` fails."""
+    adopt: list[str] = []
+    """Ids of existing gateway objects that `pulumi up` may take over; otherwise create refuses to overwrite."""
+    rbac_subjects: list[RbacSubject] = []
+    """Who runs `pulumi up`/`destroy`: granted exactly the provider's Kubernetes RBAC rules in the namespace."""
+    preview_subjects: list[RbacSubject] = []
+    """Who runs `pulumi preview --refresh` (e.g. CI's identity): granted `get` on the control Service's proxy only."""
 
     @model_validator(mode="after")
     def _url(self) -> ApiManagementSettings:
-        if not re.match(r"^https?://[^\s/]+", self.gateway_url):
+        if self.gateway_url is not None and not re.match(r"^https?://[^\s/]+", self.gateway_url):
             raise ValueError(f"gatewayUrl = {self.gateway_url!r}: must be an http(s) URL")
+        if self.access == "url" and self.gateway_url is None:
+            raise ValueError("gatewayUrl = None: `access: url` needs the control-API URL")
+        if self.access == "kubernetes" and self.gateway_url is not None:
+            raise ValueError(
+                f"gatewayUrl = {self.gateway_url!r}: only used with `access: url` (access is 'kubernetes')"
+            )
+        if self.access == "url" and (self.rbac_subjects or self.preview_subjects):
+            raise ValueError(
+                "rbacSubjects = [...]: Kubernetes RBAC grants only apply to `access: kubernetes`"
+            )
         return self
 
 

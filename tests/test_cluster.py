@@ -246,7 +246,7 @@ def test_local_stack_is_kind_without_azure() -> None:
     assert settings.gateway.ingress.class_name == "nginx"
     assert settings.controller.enabled is True
     assert settings.api_management.enabled is True
-    assert settings.api_management.gateway_url == "http://localhost:9696"
+    assert settings.api_management.access == "kubernetes" and settings.api_management.gateway_url is None
 
 
 def test_prod_stack_creates_an_aks_cluster() -> None:

@@ -167,7 +167,7 @@ def test_readme_names_the_objects_the_program_creates() -> None:
     from components.gateway import API_SECRET_NAME, CONTROL_SERVICE_NAME, DEPLOYMENT_NAME
 
     readme = all_docs()
-    assert f"svc/{CONTROL_SERVICE_NAME} 9696:9696" in readme
+    assert f"/services/{CONTROL_SERVICE_NAME}:9696/proxy" in readme
     assert f"deployment/{DEPLOYMENT_NAME}" in readme
     assert f"`{API_SECRET_NAME}`" in readme
     local = yaml.safe_load((PROJECT_DIR / "Pulumi.local.yaml").read_text())["config"]

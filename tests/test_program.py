@@ -284,3 +284,67 @@ def test_existing_redis_is_wired_by_address_and_secret(secret_name: str | None) 
     assert (made == []) == bool(secret_name)
     if made:
         assert made[0].urn in plan.one(RELEASE, "gateway-release").dependencies
+
+
+# --- API management through the API server ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_definitions_go_through_the_api_server_in_every_stack(stack: str) -> None:
+    plan = stack_plan(stack)
+    settings = parse_settings(read_stack_config(stack)[0])
+    target = f"kubernetes://{settings.namespace}/{CONTROL_SERVICE_NAME}:{settings.gateway.control_port}"
+    managed = plan.find("pulumi-python:dynamic/tyk:Api") + plan.find("pulumi-python:dynamic/tyk:Policy")
+    assert managed and {r.inputs["gateway_url"] for r in managed} == {target}
+
+
+def test_rbac_grants_exactly_the_provider_rules_to_the_named_subjects() -> None:
+    from components.api_access import DEPLOY_ROLE, PREVIEW_ROLE
+    from tyk_gateway.kube import provider_rules
+
+    config, secret_keys, _ = read_stack_config("prod")
+    management = json.loads(config["tyk-aks:apiManagement"])
+    management["rbacSubjects"] = [{"kind": "Group", "name": "platform-team-object-id"}]
+    management["previewSubjects"] = [{"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}]
+    plan = run_program("prod", {**config, "tyk-aks:apiManagement": json.dumps(management)}, secret_keys)
+    roles = {
+        r.inputs["metadata"]["name"]: r for r in plan.find("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    }
+    bindings = {
+        r.inputs["metadata"]["name"]: r
+        for r in plan.find("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    }
+    for resource in [*roles.values(), *bindings.values()]:
+        validate(resource)
+        assert resource.inputs["metadata"]["namespace"] == "tyk"
+    expected = [
+        {
+            "apiGroups": [""],
+            "resources": list(rule.resources),
+            "verbs": list(rule.verbs),
+            **({"resourceNames": list(rule.resource_names)} if rule.resource_names else {}),
+        }
+        for rule in provider_rules(CONTROL_SERVICE_NAME)
+    ]
+    assert roles[DEPLOY_ROLE].inputs["rules"] == expected
+    assert roles[PREVIEW_ROLE].inputs["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services/proxy"],
+            "verbs": ["get"],
+            "resourceNames": [CONTROL_SERVICE_NAME],
+        }
+    ]
+    assert bindings[DEPLOY_ROLE].inputs["subjects"] == [
+        {"kind": "Group", "name": "platform-team-object-id", "apiGroup": "rbac.authorization.k8s.io"}
+    ]
+    assert bindings[PREVIEW_ROLE].inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ci"}
+    ]
+    # The definitions wait for the grants, so the first `pulumi up` by that principal can already write.
+    api = plan.find("pulumi-python:dynamic/tyk:Api")[0]
+    assert {bindings[DEPLOY_ROLE].urn, bindings[PREVIEW_ROLE].urn} <= set(api.dependencies)
+
+
+def test_no_role_without_subjects() -> None:
+    assert not stack_plan("dev").find("kubernetes:rbac.authorization.k8s.io/v1:Role")

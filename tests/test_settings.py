@@ -80,6 +80,26 @@ def test_minimal_config_gets_safe_defaults() -> None:
             raw(apiManagement={"enabled": True, "gatewayUrl": "localhost:9696"}),
             "tyk-aks:apiManagement.gatewayUrl = 'localhost:9696': must be an http(s) URL",
         ),
+        (
+            raw(apiManagement={"enabled": True, "gatewayUrl": "http://10.0.0.5:9696"}),
+            "tyk-aks:apiManagement.gatewayUrl = 'http://10.0.0.5:9696': only used with `access: url`",
+        ),
+        (
+            raw(apiManagement={"enabled": True, "access": "url"}),
+            "tyk-aks:apiManagement.gatewayUrl = None: `access: url` needs the control-API URL",
+        ),
+        (
+            raw(apiManagement={"enabled": True, "access": "port-forward"}),
+            "tyk-aks:apiManagement.access = 'port-forward': Input should be 'kubernetes' or 'url'",
+        ),
+        (
+            raw(apiManagement={"rbacSubjects": [{"kind": "ServiceAccount", "name": "ci"}]}),
+            "tyk-aks:apiManagement.rbacSubjects.0.namespace = None: a ServiceAccount subject ('ci') needs its namespace",
+        ),
+        (
+            raw(apiManagement={"replicaWaitSeconds": -1}),
+            "tyk-aks:apiManagement.replicaWaitSeconds = -1: Input should be greater than or equal to 0",
+        ),
         (raw(redis={"enabled": False}), "tyk-aks:redis.addrs = []: with enabled false"),
         (
             raw(cluster={"mode": "aks", "aks": {"minCount": 3, "maxCount": 2}}),

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-from components.gateway import CONTROL_SERVICE_NAME
 from components.settings import parse_settings
 from offline.plan import read_stack_config
 
@@ -295,20 +293,19 @@ def test_deploy_runs_up_for_dev_on_main() -> None:
     assert {"ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID", "PULUMI_ACCESS_TOKEN"} <= set(env)
 
 
-def test_deploy_port_forward_matches_the_dev_stack() -> None:
-    """apiManagement.gatewayUrl of dev is a port-forward: namespace, service and port must match the program."""
-    job = workflow("deploy.yml")["jobs"]["up"]
-    settings = parse_settings(read_stack_config("dev")[0])
-    assert settings.api_management.enabled
-    url = urlparse(settings.api_management.gateway_url)
-    forward = next(s["run"] for s in job["steps"] if "port-forward" in s.get("run", ""))
-    assert f"--namespace {settings.namespace} " in forward
-    assert f"svc/{CONTROL_SERVICE_NAME} {url.port}:{settings.gateway.control_port}" in forward
-    assert url.hostname == "localhost"
-    steps = job["steps"]
-    assert steps.index(next(s for s in steps if "port-forward" in s.get("run", ""))) < steps.index(
-        pulumi_step(job)
-    )
+def test_no_port_forward_anywhere() -> None:
+    """API management goes through the API server in every stack: no port-forward loop to keep alive."""
+    for path in [*WORKFLOWS, PROJECT_DIR / "README.md"]:
+        assert "port-forward" not in path.read_text(), path
+    for stack in ("dev", "prod", "local"):
+        settings = parse_settings(read_stack_config(stack)[0])
+        assert settings.api_management.enabled and settings.api_management.access == "kubernetes", stack
+
+
+def test_previews_refresh_so_drift_shows_on_the_pull_request() -> None:
+    step = pulumi_step(workflow("preview.yml")["jobs"]["preview"])
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["refresh"] is True
 
 
 def test_ci_docs_list_every_setting_the_workflows_read() -> None:
@@ -473,6 +470,7 @@ def test_e2e_script_has_no_port_forward_loop() -> None:
 def test_e2e_script_matches_the_local_stack() -> None:
     from components.controller import DEPLOYMENT_NAME
     from components.entry_point import SERVICE_NAME
+    from components.gateway import CONTROL_SERVICE_NAME
 
     settings = parse_settings(read_stack_config("local")[0])
     text = E2E_SCRIPT.read_text()

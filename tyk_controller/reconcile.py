@@ -376,22 +376,26 @@ class Reconciler:
 
     # --- status and Events --------------------------------------------------------------------------
 
-    async def refresh_publish_status(self) -> None:
+    async def refresh_publish_status(self) -> bool:
+        """Read the publish Service's address; True when it differs from what the Ingresses were given."""
         ref = self.config.publish_service_ref
         if ref is None:
-            return
+            return False
         try:
             service = await self.kube.request("GET", f"/api/v1/namespaces/{ref[0]}/services/{ref[1]}")
         except KubeError as error:
             log.warning("cannot read the publish Service %s: %s", self.config.publish_service, error)
-            return
+            return False
         load_balancer = (service.get("status") or {}).get("loadBalancer") or {}
         entries = []
         for item in load_balancer.get("ingress") or []:
             entry = {k: item[k] for k in ("ip", "hostname") if item.get(k)}
             if entry:
                 entries.append(entry)
-        self.publish_status = {"ingress": entries} if entries else {}
+        status = {"ingress": entries} if entries else {}
+        changed = status != self.publish_status
+        self.publish_status = status
+        return changed
 
     async def _bounded(self, calls: list[Any]) -> list[Any]:
         """Run Kubernetes calls concurrently, at most ``KUBE_CONCURRENCY`` at a time."""

@@ -51,6 +51,8 @@ from .reconcile import HandledFn, OwnerFn, Reconciler, TranslateFn
 
 log = logging.getLogger("tyk_controller")
 
+PUBLISH_CHECK_SECONDS = 30.0
+
 
 @dataclass
 class Translator:
@@ -168,6 +170,16 @@ class Controller:
             if await asyncio.to_thread(self._gateway_answers):
                 self.gateway_seen = time.monotonic()
             await asyncio.sleep(self.config.probe_interval_seconds)
+
+    async def _follow_publish_service(self) -> None:
+        """The entry Service gets its address after the Ingresses exist (a cloud load balancer takes minutes):
+        check it more often than the full resync, and start a pass when it changed."""
+        interval = min(PUBLISH_CHECK_SECONDS, self.config.resync_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            if self.is_leader and await self.reconciler.refresh_publish_status():
+                log.info("the publish Service's address changed")
+                self._wake.set()
 
     # --- what to watch ---------------------------------------------------------------------------------
 
@@ -305,6 +317,8 @@ class Controller:
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="leader election"))
         self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="reconcile"))
+        if self.config.publish_service is not None:
+            self._tasks.append(asyncio.create_task(self._follow_publish_service(), name="publish Service"))
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         await asyncio.sleep(
             0

@@ -8,7 +8,9 @@ fetches it while the others wait. Writes invalidate the snapshot.
 The gateway lists what it has *loaded*, not what is on disk, so an object written but not
 reloaded yet looks missing. Before reporting anything as gone, a reader asks the gateway
 to load its files (a blocking local reload) and looks at a fresh snapshot; readers that
-miss at the same time share that one reload and list call.
+miss at the same time share that one reload and list call, and a miss in a snapshot that was
+itself taken after such a reload is final: a refresh that finds k objects missing costs one
+local reload and two list calls, not k of each.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ class SharedList:
         """All live objects with this id (policies may repeat an id across orgs); [] when gone."""
         snapshot = self._get(None)
         found = snapshot.items.get(object_id)
-        if found:
-            return found
+        if found or snapshot.after_reload:
+            return found or []
         return self._get(snapshot).items.get(object_id, [])
 
     def _usable(self, snapshot: _Snapshot | None, missed_in: _Snapshot | None) -> bool:

@@ -9,8 +9,13 @@ Why it looks like this:
   timeouts, 429 and 5xx only. POST/PUT/DELETE are retried too: every write we send
   names its object by a client-chosen id, so repeating it is an upsert, not a duplicate.
   A 4xx is never retried; it surfaces with the gateway's own message.
-* A DELETE answered with 500 is not retried: the gateway's delete handlers answer 500
-  only with "Delete failed" (file already gone), which a retry cannot change.
+* A DELETE answered with 500 "Delete failed" is not retried: the gateway's delete handlers
+  answer that when the file is already gone, which a retry cannot change. Any other 500 on
+  a DELETE (from a proxy in front of the gateway, or the gateway failing transiently) is
+  retried like any other transient error. urllib3 can't see the body, so this retry is ours.
+* Redirects are never followed. ``requests`` strips ``Authorization`` when a redirect leaves
+  the host, but not ``X-Tyk-Authorization``: following one would hand the admin secret (and
+  the definition) to whatever host the ``Location`` names. A 3xx is an error naming that host.
 * The admin secret travels only in the ``X-Tyk-Authorization`` header; it is never part
   of an error message or a ``repr``.
 """
@@ -20,10 +25,11 @@ from __future__ import annotations
 import enum
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, Protocol
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,7 +133,7 @@ class DeleteOutcome(enum.Enum):
 
 
 class _GatewayRetry(Retry):
-    """urllib3 Retry that never repeats a DELETE answered with 500 and caps Retry-After."""
+    """urllib3 Retry that leaves a DELETE answered with 500 to ``_delete`` and caps Retry-After."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "DELETE" and status_code == 500:
@@ -153,20 +159,49 @@ def _message(reply: Reply) -> str:
     return (text[:200] + "...") if len(text) > 200 else (text or "(empty body)")
 
 
+class Transport(Protocol):
+    """How requests reach the control API when it is not a plain URL (e.g. the Kubernetes API server)."""
+
+    def prepare(self, session: requests.Session) -> None:
+        """Set TLS verification and client certificates on a new session."""
+
+    def headers(self) -> Mapping[str, str]:
+        """Credentials for the hop in front of the gateway (e.g. ``Authorization: Bearer``), fresh per call."""
+
+    def failure(self, method: str, path: str, response: requests.Response) -> Exception | None:
+        """An error when the answer came from the transport itself rather than from the gateway."""
+
+    def unreachable(self, method: str, path: str, detail: str) -> Exception:
+        """The error for a call that got no answer at all."""
+
+
+class RedirectError(TykGatewayError):
+    """The gateway URL answered with a redirect, which is never followed (it would carry the secret along)."""
+
+
 class GatewayClient:
     """REST calls against one gateway base URL."""
 
-    def __init__(self, base_url: str, secret: Secret | None, settings: ClientSettings) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        secret: Secret | None,
+        settings: ClientSettings,
+        transport: Transport | None = None,
+        label: str | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"gateway_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.label = label or self.base_url
         self._secret = secret
         self.settings = settings
+        self._transport = transport
         self._local = threading.local()
 
     def __repr__(self) -> str:
-        return f"GatewayClient({self.base_url!r})"
+        return f"GatewayClient({self.label!r})"
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -177,6 +212,7 @@ class GatewayClient:
                 connect=s.retries,
                 read=s.retries,
                 status=s.retries,
+                redirect=0,
                 other=0,
                 allowed_methods=_RETRY_METHODS,
                 status_forcelist=_RETRY_STATUSES,
@@ -184,12 +220,15 @@ class GatewayClient:
                 backoff_max=s.backoff_max,
                 backoff_jitter=s.backoff_factor,
                 raise_on_status=False,
+                raise_on_redirect=False,
                 respect_retry_after_header=True,
             )
             adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
             session = requests.Session()
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            if self._transport is not None:
+                self._transport.prepare(session)
             self._local.session = session
         return session
 
@@ -203,21 +242,44 @@ class GatewayClient:
         headers = {AUTH_HEADER: self._secret.reveal(), "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if self._transport is not None:
+            headers.update(self._transport.headers())
+        session = self._session()
         try:
-            response = self._session().request(
+            response = session.request(
                 method,
                 self.base_url + path,
                 data=data,
                 params=params,
                 headers=headers,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                allow_redirects=False,
+                # Given per request: requests lets REQUESTS_CA_BUNDLE override a session's CA file otherwise.
+                verify=session.verify,
             )
         except requests.RequestException as error:
             reason = getattr(error.args[0], "reason", None) if error.args else None
-            detail = f"{type(reason or error).__name__}: {reason or error}"
-            raise TykGatewayError(
-                method, path, None, f"{detail} (after {self.settings.retries} retries)", self.base_url
-            ) from None
+            detail = (
+                f"{type(reason or error).__name__}: {reason or error} (after {self.settings.retries} retries)"
+            )
+            if self._transport is not None:
+                raise self._transport.unreachable(method, path, detail) from None
+            raise TykGatewayError(method, path, None, detail, self.label) from None
+        if response.is_redirect or 300 <= response.status_code < 400:
+            location = response.headers.get("Location", "")
+            target = urlsplit(urljoin(self.base_url + path, location)).netloc or "(no Location header)"
+            raise RedirectError(
+                method,
+                path,
+                response.status_code,
+                f"redirect to {target} not followed: the admin secret is only ever sent to {self.label}; "
+                "point the gateway URL at the control API itself",
+                self.label,
+            )
+        if self._transport is not None:
+            failure = self._transport.failure(method, path, response)
+            if failure is not None:
+                raise failure
         try:
             parsed = response.json()
         except ValueError:
@@ -234,23 +296,27 @@ class GatewayClient:
         return reply.body
 
     def error(self, method: str, path: str, reply: Reply) -> TykGatewayError:
-        return TykGatewayError(method, path, reply.status, _message(reply), self.base_url)
+        return TykGatewayError(method, path, reply.status, _message(reply), self.label)
 
     def _expect_list(self, method: str, path: str) -> list[dict[str, Any]]:
         body = self.call_ok(method, path)
         if not isinstance(body, list):
-            raise TykGatewayError(method, path, 200, "expected a JSON array", self.base_url)
+            raise TykGatewayError(method, path, 200, "expected a JSON array", self.label)
         return [item for item in body if isinstance(item, dict)]
 
     def _expect_key(self, method: str, path: str, body: Any, key: str) -> None:
         answer = self.call_ok(method, path, body)
         if not isinstance(answer, Mapping) or answer.get("status") != "ok" or answer.get("key") != key:
-            raise TykGatewayError(method, path, 200, f"unexpected answer {answer!r}", self.base_url)
+            raise TykGatewayError(method, path, 200, f"unexpected answer {answer!r}", self.label)
 
     # --- API definitions -------------------------------------------------------------------------
 
     def list_apis(self) -> list[dict[str, Any]]:
         return self._expect_list("GET", "/tyk/apis")
+
+    def get_api(self, api_id: str) -> list[dict[str, Any]]:
+        """The loaded API with this id ([] when this gateway doesn't serve it)."""
+        return self._get_one(f"/tyk/apis/{quote(api_id, safe='')}")
 
     def upsert_api(self, definition: Mapping[str, Any]) -> None:
         """POST /tyk/apis: creates or overwrites ``<api_id>.json`` (works before the API is loaded)."""
@@ -263,6 +329,18 @@ class GatewayClient:
 
     def list_policies(self) -> list[dict[str, Any]]:
         return self._expect_list("GET", "/tyk/policies")
+
+    def get_policy(self, policy_id: str) -> list[dict[str, Any]]:
+        """The loaded policy with this id ([] when this gateway doesn't serve it)."""
+        return self._get_one(f"/tyk/policies/{quote(policy_id, safe='')}")
+
+    def _get_one(self, path: str) -> list[dict[str, Any]]:
+        reply = self.call("GET", path)
+        if reply.status == 404:
+            return []
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise self.error("GET", path, reply)
+        return [reply.body]
 
     def create_policy(self, policy: Mapping[str, Any]) -> None:
         self._expect_key("POST", "/tyk/policies", policy, str(policy["id"]))
@@ -288,14 +366,20 @@ class GatewayClient:
     def _expect_ok(self, path: str, params: Mapping[str, str] | None = None) -> None:
         body = self.call_ok("GET", path, params=params)
         if not isinstance(body, Mapping) or body.get("status") != "ok":
-            raise TykGatewayError("GET", path, 200, f"unexpected answer {body!r}", self.base_url)
+            raise TykGatewayError("GET", path, 200, f"unexpected answer {body!r}", self.label)
 
     def _delete(self, path: str, not_found: DeleteOutcome | None) -> DeleteOutcome:
-        reply = self.call("DELETE", path)
-        if reply.status == 200:
-            return DeleteOutcome.DELETED
-        if reply.status == 500 and _message(reply) == "Delete failed":
-            return DeleteOutcome.ALREADY_GONE
-        if reply.status == 404 and not_found is not None:
-            return not_found
-        raise self.error("DELETE", path, reply)
+        attempt = 0
+        while True:
+            reply = self.call("DELETE", path)
+            if reply.status == 200:
+                return DeleteOutcome.DELETED
+            if reply.status == 500 and _message(reply) == "Delete failed":
+                return DeleteOutcome.ALREADY_GONE
+            if reply.status == 404 and not_found is not None:
+                return not_found
+            if reply.status != 500 or attempt >= self.settings.retries:
+                raise self.error("DELETE", path, reply)
+            # Another 500 (a proxy in front, a transient gateway failure): retry like urllib3 would.
+            time.sleep(min(self.settings.backoff_max, self.settings.backoff_factor * 2**attempt))
+            attempt += 1

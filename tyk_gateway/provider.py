@@ -18,8 +18,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from pulumi.dynamic import (
@@ -32,13 +32,26 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
 from .cache import SharedList
 from .client import SECRET_ENV_VAR, ClientSettings, DeleteOutcome, GatewayClient, Secret
 from .drift import API_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
+from .kube import SCHEME as KUBE_SCHEME
+from .kube import KubeApi, KubernetesAccessError, KubeTarget, KubeTransport
+from .kubeconfig import (
+    AksCluster,
+    ClusterCredentials,
+    CredentialsError,
+    aks_credentials,
+    azure_credential,
+    azure_subscription,
+    load_kubeconfig,
+)
 from .models import UNKNOWN, ApiDefinition, Policy, canonical, dump_definition, format_errors
-from .reload import ReloadCoordinator
+from .reload import Change, ReloadCoordinator
+from .verify import ReplicaVerifier
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +59,41 @@ log = logging.getLogger(__name__)
 #: ``pulumi config set --path 'gatewayClient.readTimeout' 60``.
 CLIENT_CONFIG_KEY = "gatewayClient"
 SECRET_KEY = "apiSecret"
+ACCESS_CONFIG_KEYS = ("cluster", "apiManagement")
+SUBSCRIPTION_CONFIG_KEY = "azure-native:subscriptionId"
+
+
+class _Lenient(BaseModel):
+    """The provider reads only the keys it needs; the program validates the whole stack config."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class AksRef(_Lenient):
+    resource_group_name: str = "tyk-aks"  # the defaults of components.settings.AksSettings
+    cluster_name: str = "tyk-aks"
+
+
+class ClusterRef(_Lenient):
+    mode: str = "existing"
+    kubeconfig: str | None = None
+    context: str | None = None
+    aks: AksRef | None = None
+
+
+class ManagementRef(_Lenient):
+    verify_replicas: bool = True
+    replica_wait_seconds: float = Field(default=30.0, ge=0)
+    adopt: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ProviderConfig:
     secret: Secret | None
     client: ClientSettings
+    cluster: ClusterRef = field(default_factory=ClusterRef)
+    management: ManagementRef = field(default_factory=ManagementRef)
+    subscription_id: str | None = None
 
     @classmethod
     def from_env(cls) -> ProviderConfig:
@@ -59,15 +101,109 @@ class ProviderConfig:
         return cls(Secret(secret) if secret else None, ClientSettings())
 
 
+def _cluster_credentials(config: ProviderConfig) -> ClusterCredentials:
+    cluster = config.cluster
+    if cluster.mode == "aks":
+        aks = cluster.aks or AksRef()
+        ref = AksCluster(
+            azure_subscription(config.subscription_id), aks.resource_group_name, aks.cluster_name
+        )
+        return aks_credentials(ref, azure_credential())
+    return load_kubeconfig(cluster.kubeconfig, cluster.context)
+
+
 class Gateway:
     """Everything shared by all resources that talk to one gateway (group)."""
 
-    def __init__(self, base_url: str, config: ProviderConfig) -> None:
-        self.client = GatewayClient(base_url, config.secret, config.client)
-        self.reloads = ReloadCoordinator(self.client.reload_group)
+    def __init__(self, url: str, config: ProviderConfig) -> None:
+        self.config = config
+        self.kube: KubeApi | None = None
+        self.target: KubeTarget | None = None
+        if url.startswith(f"{KUBE_SCHEME}://"):
+            self.target = KubeTarget.parse(url)
+            try:
+                credentials = _cluster_credentials(config)
+            except CredentialsError as error:
+                raise KubernetesAccessError("GET", "", None, str(error), "") from None
+            transport = KubeTransport(credentials, config.client)
+            self.kube = KubeApi(transport)
+            self.client = GatewayClient(
+                self.kube.service_proxy_url(self.target),
+                config.secret,
+                config.client,
+                transport=transport,
+                label=f"service {self.target.namespace}/{self.target.service}:{self.target.port} "
+                f"through the Kubernetes API server {credentials.server}",
+            )
+        else:
+            self.client = GatewayClient(url, config.secret, config.client)
+        self._pod_clients: dict[str, GatewayClient] = {}
+        wait = config.management.replica_wait_seconds
+        self.verifier = (
+            ReplicaVerifier(self._replicas, self._rewrite, wait, pause=max(0.01, min(0.5, wait / 20)))
+            if config.management.verify_replicas
+            else None
+        )
+        self.reloads = ReloadCoordinator(self._reload_batch)
         ttl = config.client.list_cache_ttl
         self.apis = SharedList(self.client.list_apis, "api_id", ttl, self.client.reload_local)
         self.policies = SharedList(self.client.list_policies, "id", ttl, self.client.reload_local)
+        self._existing_lock = threading.Lock()
+        self._existing: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def _reload_batch(self, changes: list[Change]) -> None:
+        self.client.reload_group()
+        if self.verifier is not None:
+            self.verifier.verify(changes)
+
+    def _replicas(self) -> list[tuple[str, GatewayClient]]:
+        """Every ready gateway pod (through the pod proxy), or the one URL when there is no cluster access."""
+        if self.kube is None or self.target is None:
+            return [(self.client.label, self.client)]
+        replicas = []
+        for pod in self.kube.ready_pods(self.target):
+            client = self._pod_clients.get(pod.name)
+            if client is None:
+                client = self._pod_clients[pod.name] = GatewayClient(
+                    self.kube.pod_proxy_url(self.target.namespace, pod),
+                    self.config.secret,
+                    self.config.client,
+                    transport=self.kube.transport,
+                    label=f"pod {self.target.namespace}/{pod.name}",
+                )
+            replicas.append((f"pod {pod.name}", client))
+        return replicas
+
+    def _rewrite(self, change: Change) -> None:
+        if change.kind == "api":
+            if change.content is None:
+                self.client.delete_api(change.object_id)
+            else:
+                self.client.upsert_api(change.content)
+        elif change.content is None:
+            self.client.delete_policy(change.object_id)
+        else:
+            self.client.update_policy(change.content)
+
+    def existing(self, kind: str) -> dict[str, list[dict[str, Any]]]:
+        """Objects on the gateway (files loaded first) before this process wrote anything; one call per kind."""
+        with self._existing_lock:
+            found = self._existing.get(kind)
+            if found is None:
+                self.client.reload_local()
+                items = self.client.list_apis() if kind == "api" else self.client.list_policies()
+                key = "api_id" if kind == "api" else "id"
+                found = {}
+                for item in items:
+                    if isinstance(item.get(key), str):
+                        found.setdefault(item[key], []).append(item)
+                self._existing[kind] = found
+            return found
+
+    def forget_existing(self, kind: str, object_id: str) -> None:
+        with self._existing_lock:
+            if kind in self._existing:
+                self._existing[kind].pop(object_id, None)
 
 
 _GATEWAYS: dict[tuple[str, ProviderConfig], Gateway] = {}
@@ -89,17 +225,41 @@ def forget_gateways() -> None:
         _GATEWAYS.clear()
 
 
+class AdoptionRefusedError(RuntimeError):
+    """create found an object with the same id that Pulumi doesn't manage, with other content."""
+
+
 def _gateway_url_problem(value: Any) -> str | None:
     if value == UNKNOWN:
         return None
     if not isinstance(value, str):
         return f"gateway_url: must be a string (got {type(value).__name__})"
+    if value.startswith(f"{KUBE_SCHEME}://"):
+        try:
+            KubeTarget.parse(value)
+        except ValueError as error:
+            return f"gateway_url: {error}"
+        return None
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return f"gateway_url: must be an http(s) URL such as https://gateway.example.com (got {value!r})"
     if parts.username or parts.password or parts.query or parts.fragment:
         return "gateway_url: must not contain credentials, a query or a fragment"
     return None
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _parse(raw: Any, model: type[ModelT], key: str) -> ModelT:
+    if not raw:
+        return model()
+    try:
+        return model.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    except (ValueError, ValidationError) as error:
+        first = str(error).splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(error)
+        raise ValueError(f"stack config tyk-aks:{key} is invalid: {detail}") from None
 
 
 def _norm_url(value: Any) -> Any:
@@ -120,6 +280,8 @@ class _TykProvider(ResourceProvider):
     kind: ClassVar[str]
     model: ClassVar[type[BaseModel]]
     id_output: ClassVar[str]  # resource input/output that mirrors the object's id
+    id_field: ClassVar[str]  # the id's field inside the definition
+    change_kind: ClassVar[str]  # "api" or "policy"
     map_paths: ClassVar[frozenset[Path]]
     _config: ProviderConfig | None = None
 
@@ -133,14 +295,16 @@ class _TykProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         secret = req.config.get(SECRET_KEY) or os.environ.get(SECRET_ENV_VAR)
-        raw = req.config.get(CLIENT_CONFIG_KEY)
-        settings = ClientSettings()
-        if raw:
-            try:
-                settings = ClientSettings.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
-            except (ValueError, ValidationError) as error:
-                raise ValueError(f"stack config {CLIENT_CONFIG_KEY} is invalid: {error}") from None
-        self._config = ProviderConfig(Secret(secret) if secret else None, settings)
+        settings = _parse(req.config.get(CLIENT_CONFIG_KEY), ClientSettings, CLIENT_CONFIG_KEY)
+        cluster = _parse(req.config.get("cluster"), ClusterRef, "cluster")
+        management = _parse(req.config.get("apiManagement"), ManagementRef, "apiManagement")
+        self._config = ProviderConfig(
+            Secret(secret) if secret else None,
+            settings,
+            cluster,
+            management,
+            req.config.get(SUBSCRIPTION_CONFIG_KEY),
+        )
 
     def _gateway(self, props: Mapping[str, Any]) -> Gateway:
         url = props.get("gateway_url")
@@ -204,12 +368,32 @@ class _TykProvider(ResourceProvider):
     def _write(self, props: Mapping[str, Any], created: bool) -> dict[str, Any]:
         gateway = self._gateway(props)
         definition = canonical(props["definition"])
-        with gateway.reloads.write():
+        object_id = str(definition[self.id_field])
+        if created:
+            self._refuse_unmanaged(gateway, object_id, definition)
+        with gateway.reloads.write(Change(self.change_kind, object_id, definition)):
             try:
                 self._put(gateway, definition, created)
             finally:
                 self._lists(gateway).invalidate()
         return self._outputs(props["gateway_url"], definition)
+
+    def _refuse_unmanaged(self, gateway: Gateway, object_id: str, definition: Mapping[str, Any]) -> None:
+        """The gateway's POST is an upsert: never let `create` silently take over someone else's object."""
+        if object_id in self._adopt_ids():
+            return
+        live = gateway.existing(self.change_kind).get(object_id)
+        if not live or any(project(item, definition, self.map_paths) == definition for item in live):
+            return  # absent, or identical (e.g. left by an earlier attempt of this very create)
+        raise AdoptionRefusedError(
+            f"{self.kind} {object_id!r} already exists on the gateway with other content and this stack doesn't "
+            f"manage it; refusing to overwrite it. To take it over, write its definition with "
+            f"`python -m tyk_gateway.adopt {self.change_kind} {object_id}` and allow the takeover with "
+            f"`pulumi config set --path 'apiManagement.adopt[0]' {object_id}`, or choose another id"
+        )
+
+    def _adopt_ids(self) -> tuple[str, ...]:
+        return (self._config or ProviderConfig.from_env()).management.adopt
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outputs = self._write(props, created=True)
@@ -220,11 +404,12 @@ class _TykProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         gateway = self._gateway(props)
-        with gateway.reloads.write():
+        with gateway.reloads.write(Change(self.change_kind, _id, None)):
             try:
                 self._remove(gateway, _id)
             finally:
                 self._lists(gateway).invalidate()
+                gateway.forget_existing(self.change_kind, _id)
 
     # --- read: refresh (and import-shaped reads) -------------------------------------------------
 
@@ -252,6 +437,8 @@ class TykApiProvider(_TykProvider):
     kind = "Tyk API"
     model = ApiDefinition
     id_output = "api_id"
+    id_field = "api_id"
+    change_kind = "api"
     map_paths = API_MAP_PATHS
 
     def _lists(self, gateway: Gateway) -> SharedList:
@@ -271,9 +458,13 @@ class TykApiProvider(_TykProvider):
 
     def _remove(self, gateway: Gateway, object_id: str) -> None:
         outcome = gateway.client.delete_api(object_id)
-        if outcome is DeleteOutcome.NOT_LOADED:
-            # 404: the gateway has not loaded this API, but its file may exist (written and
-            # not reloaded yet). Make this gateway load its files, then delete for real.
+        # 404: the replica that answered has not loaded this API, but its file may exist (written and
+        # not reloaded yet). Make a replica load its files, then delete for real. Behind a Service (or a
+        # load balancer) the next call may reach another replica, hence three rounds there; replica
+        # verification then confirms that no replica serves it any more.
+        for _ in range(1 if gateway.kube is None else 3):
+            if outcome is not DeleteOutcome.NOT_LOADED:
+                break
             gateway.client.reload_local()
             outcome = gateway.client.delete_api(object_id)
         if outcome is not DeleteOutcome.DELETED:
@@ -286,6 +477,8 @@ class TykPolicyProvider(_TykProvider):
     kind = "Tyk policy"
     model = Policy
     id_output = "policy_id"
+    id_field = "id"
+    change_kind = "policy"
     map_paths = POLICY_MAP_PATHS
 
     def _lists(self, gateway: Gateway) -> SharedList:

@@ -1,23 +1,21 @@
-"""Coalesced gateway reloads: k concurrent writes cost O(1) group reloads, never zero.
+"""Group commit of gateway reloads: a write returns only once a reload that covers it has succeeded.
 
-The gateway serves only what it loaded at its last reload, so every write must be
-followed by a reload. Sending one per write is wasteful: the gateway collapses all
-reloads queued within its 1-second ticker into one anyway. Two rules keep the count low
-and the guarantee intact:
+The gateway serves only what it loaded at its last reload, so every write must be followed
+by a reload (and, with replica verification, a check that every replica serves it). One
+reload per write would be wasteful, so writes are batched like a database group commit:
 
-1. **Hand-off.** A writer that finishes while other writes are still running does not
-   reload; it hands the duty to them. The writer that finishes last (no other write
-   in progress) reloads, and that covers everybody before it. Under the plugin's four
-   worker threads a burst of k writes therefore costs about one reload.
-2. **Start after the write.** A reload only counts for a write if it *started* after the
-   write finished. A writer that finds a reload already in flight waits for it and then
-   makes (or joins) a fresh one; many such writers share that fresh reload.
+1. **Batch.** A write that finishes while other writes are still running waits for them.
+   The writer that finds no write running (and no reload in flight) takes every finished
+   write as one batch and runs the batch's reload once, for all of them. Under the plugin's
+   four worker threads a batch holds up to four writes.
+2. **Start after the write.** A batch holds only writes that had finished when its reload
+   started, so its reload always follows every write it covers.
+3. **Nobody is told "done" early.** Every write of a batch waits for the batch's reload;
+   if that reload (or its verification) fails, every write of the batch fails with that
+   error. Pulumi then records none of them as done, and the next `pulumi up` redoes them.
 
-Failed writes count as writes (a dropped response may hide an applied change), and the
-last writer out reloads even when its own write failed, so there is always at least one
-reload after the last change. The trade-off: a write handed off to a still-running
-writer returns before its reload is sent; if the process were killed in between, the
-change would wait for the next reload.
+Failed writes join batches too (a dropped response may hide an applied change): they are
+reloaded for, but keep their own error, and nothing is verified for them.
 """
 
 from __future__ import annotations
@@ -26,25 +24,45 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-class ReloadCoordinator:
-    """Thread-safe bookkeeping around one gateway group's reload call."""
+@dataclass(frozen=True)
+class Change:
+    """What one write left on the gateway: ``content`` None means the object was deleted."""
 
-    def __init__(self, reload: Callable[[], None]) -> None:
+    kind: str  # "api" or "policy"
+    object_id: str
+    content: dict[str, Any] | None
+
+
+class _Ticket:
+    __slots__ = ("change", "done", "error")
+
+    def __init__(self, change: Change | None) -> None:
+        self.change = change
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class ReloadCoordinator:
+    """Thread-safe group commit around one gateway group's reload (and verification) call."""
+
+    def __init__(self, reload: Callable[[list[Change]], None]) -> None:
         self._reload = reload
         self._cond = threading.Condition()
         self._active = 0  # writes in progress
-        self._written = 0  # writes finished so far (a generation counter)
-        self._covered = 0  # highest generation that a completed reload started after
+        self._pending: list[_Ticket] = []  # finished writes not yet in a batch
         self._in_flight = False
-        self.reloads = 0  # completed reloads, for tests and benchmarks
+        self.reloads = 0  # completed (successful) batch reloads, for tests and benchmarks
+        self.batches: list[int] = []  # size of every batch, for benchmarks
 
     @contextmanager
-    def write(self) -> Iterator[None]:
-        """Wrap one gateway write. On exit, reload unless another write will do it later."""
+    def write(self, change: Change | None = None) -> Iterator[None]:
+        """Wrap one gateway write; on exit, wait until a reload covering it succeeded (or raise)."""
         with self._cond:
             self._active += 1
         failed = True
@@ -52,39 +70,45 @@ class ReloadCoordinator:
             yield
             failed = False
         finally:
+            ticket = _Ticket(None if failed else change)
             with self._cond:
                 self._active -= 1
-                self._written += 1
-                generation = self._written
-                last_out = self._active == 0
-            if last_out:
-                if failed:
-                    try:
-                        self._reload_through(generation)
-                    except Exception as error:  # the write's own error is the one to report
-                        log.warning("gateway reload after a failed write also failed: %s", error)
-                else:
-                    self._reload_through(generation)
+                self._pending.append(ticket)
+                self._cond.notify_all()
+            if failed:
+                try:
+                    self._settle(ticket)
+                except Exception as error:  # the write's own error is the one to report
+                    log.warning("gateway reload after a failed write also failed: %s", error)
+            else:
+                self._settle(ticket)
 
-    def _reload_through(self, generation: int) -> None:
-        """Return once a reload that started after write number ``generation`` has completed."""
+    def _settle(self, ticket: _Ticket) -> None:
         while True:
             with self._cond:
-                while self._in_flight and self._covered < generation:
+                while not ticket.done and (self._active > 0 or self._in_flight):
                     self._cond.wait()
-                if self._covered >= generation:
-                    return
-                self._in_flight = True
-                target = self._written
-            try:
-                self._reload()
-            except BaseException:
-                with self._cond:
-                    self._in_flight = False
-                    self._cond.notify_all()
-                raise
-            with self._cond:
-                self._in_flight = False
-                self._covered = max(self._covered, target)
+                if not ticket.done:
+                    batch, self._pending = self._pending, []
+                    self._in_flight = True
+            if ticket.done:
+                if ticket.error is not None:
+                    raise ticket.error
+                return
+            self._run(batch)
+
+    def _run(self, batch: list[_Ticket]) -> None:
+        error: BaseException | None = None
+        try:
+            self._reload([t.change for t in batch if t.change is not None])
+        except BaseException as caught:  # handed to every write of the batch
+            error = caught
+        with self._cond:
+            for t in batch:
+                t.done = True
+                t.error = error
+            self._in_flight = False
+            if error is None:
                 self.reloads += 1
-                self._cond.notify_all()
+            self.batches.append(len(batch))
+            self._cond.notify_all()

@@ -430,3 +430,29 @@ def test_resync_repairs_changes_made_behind_its_back(
             lambda: gateway.loaded_apis[edited]["proxy"]["target_url"] == original["proxy"]["target_url"],
             what="the edited API restored",
         )
+
+
+def test_an_address_given_to_the_entry_service_later_reaches_the_ingresses_before_a_resync(
+    api: KubeApiDouble, gateway: GatewayEmulator, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tyk_controller import runtime
+
+    monkeypatch.setattr(runtime, "PUBLISH_CHECK_SECONDS", 0.2)
+    Cluster(api).grant()
+    api.apply(ingress_class())
+    api.apply(service("gateway", "tyk"))  # no address yet
+    api.apply(service("web"))
+    api.apply(ingress("shop"))
+    with running(make_config(gateway, resync_seconds=60), gateway):
+        wait_for(lambda: len(owned(gateway)) == 1, what="served")
+        time.sleep(0.5)
+        assert not (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status")
+        api.apply(service("gateway", "tyk", load_balancer_ip="20.9.9.9"))
+        wait_for(
+            lambda: (
+                (api.get("networking.k8s.io/v1", "Ingress", "default", "shop") or {}).get("status")
+                == {"loadBalancer": {"ingress": [{"ip": "20.9.9.9"}]}}
+            ),
+            timeout=5,
+            what="the new address on the Ingress",
+        )

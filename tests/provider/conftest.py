@@ -29,8 +29,22 @@ FAST_CLIENT = {
 }
 
 
-def stack_config(secret: str = SECRET, **client: Any) -> Config:
-    raw = {"tyk-aks:apiSecret": secret, "tyk-aks:gatewayClient": json.dumps({**FAST_CLIENT, **client})}
+#: Replica verification waits at most this long in tests (production default: 30 s).
+FAST_MANAGEMENT = {"replicaWaitSeconds": 2.0}
+
+
+def stack_config(
+    secret: str = SECRET,
+    management: dict[str, Any] | None = None,
+    extra: dict[str, str] | None = None,
+    **client: Any,
+) -> Config:
+    raw = {
+        "tyk-aks:apiSecret": secret,
+        "tyk-aks:gatewayClient": json.dumps({**FAST_CLIENT, **client}),
+        "tyk-aks:apiManagement": json.dumps({**FAST_MANAGEMENT, **(management or {})}),
+        **(extra or {}),
+    }
     return Config(raw, "tyk-aks")
 
 

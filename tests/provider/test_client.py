@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pickle
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from tyk_gateway.client import (
     DeleteOutcome,
     GatewayClient,
     MissingSecretError,
+    RedirectError,
     Secret,
     TykGatewayError,
 )
@@ -135,3 +139,65 @@ def test_secret_cannot_leak() -> None:
 def test_rejects_non_http_urls() -> None:
     with pytest.raises(ValueError, match="http"):
         GatewayClient("gw:8080", Secret("x"), FAST)
+
+
+class _Redirector:
+    """A server that answers every request with a redirect to ``location``."""
+
+    def __init__(self, location: str, status: int = 307) -> None:
+        location_, status_ = location, status
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                self.send_response(status_)
+                self.send_header("Location", location_)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _redirect
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_never_followed_and_the_secret_stays_home(
+    emulator: GatewayEmulator, tmp_path: Path, status: int
+) -> None:
+    # The second server accepts the same secret: had the client followed, the write would have succeeded there.
+    with GatewayEmulator(tmp_path / "elsewhere", secret=SECRET, reload_interval=0.01) as elsewhere:
+        front = _Redirector(f"{elsewhere.url}/tyk/apis", status)
+        try:
+            c = GatewayClient(front.url, Secret(SECRET), FAST)
+            with pytest.raises(RedirectError) as caught:
+                c.upsert_api(api_definition("a"))
+            with pytest.raises(RedirectError):
+                c.list_apis()
+        finally:
+            front.close()
+        assert elsewhere.stats.total == 0  # neither the secret nor the definition reached the other host
+        assert elsewhere.disk_apis() == {}
+        host = elsewhere.url.removeprefix("http://")
+        assert f"redirect to {host} not followed" in str(caught.value)
+        assert SECRET not in str(caught.value)
+
+
+def test_a_transient_500_on_delete_is_retried(emulator: GatewayEmulator) -> None:
+    c = client(emulator)
+    c.upsert_api(api_definition("a"))
+    c.reload_local()
+    emulator.faults.delete_statuses = (
+        500,
+    )  # e.g. a proxy in front failing: not the gateway's "Delete failed"
+    emulator.faults.error_burst = 2
+    assert c.delete_api("a") is DeleteOutcome.DELETED
+    assert emulator.stats.calls["DELETE /tyk/apis/{id}"] == 3
+    assert emulator.disk_apis() == {}

@@ -39,6 +39,7 @@ def test_fifty_concurrent_creates_lose_nothing(emulator: GatewayEmulator, api_pr
 
     new_command()
     emulator.reload_now()
+    emulator.reset_stats()
     reads = run_all(4, [partial(api_provider.read, i, r.outs) for i, r in zip(wanted, results, strict=True)])
     assert [r.id for r in reads] == list(wanted)
     assert all(read.outs == created.outs for read, created in zip(reads, results, strict=True))

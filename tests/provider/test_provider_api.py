@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dill
@@ -12,9 +13,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from tests.gateway_emulator import GatewayEmulator
 from tests.provider.conftest import SECRET, api_definition, new_command, plugin_provider, props, stack_config
-from tyk_gateway.client import TykGatewayError
+from tyk_gateway.client import ClientSettings, GatewayClient, Secret, TykGatewayError
 from tyk_gateway.models import UNKNOWN
-from tyk_gateway.provider import TykApiProvider, _TykProvider
+from tyk_gateway.provider import AdoptionRefusedError, TykApiProvider, _TykProvider
 
 
 def live_api(emulator: GatewayEmulator, api_id: str) -> dict[str, Any]:
@@ -155,7 +156,8 @@ def test_create_retried_after_dropped_responses_makes_one_api(
     assert list(emulator.disk_apis()) == ["a"]
 
 
-def test_delete_of_an_api_not_loaded_yet(emulator: GatewayEmulator, api_provider: _TykProvider) -> None:
+def test_delete_of_an_api_not_loaded_yet(emulator: GatewayEmulator) -> None:
+    api_provider = plugin_provider(TykApiProvider, stack_config(management={"verifyReplicas": False}))
     emulator.hold_group_reloads = True  # nothing gets loaded unless asked to block
     outs = api_provider.create(props(api_provider, emulator.url, api_definition("a"))).outs or {}
     assert "a" not in emulator.loaded_apis
@@ -269,3 +271,75 @@ def test_secret_falls_back_to_the_environment(
 def test_invalid_client_config_is_reported() -> None:
     with pytest.raises(ValueError, match="gatewayClient"):
         plugin_provider(TykApiProvider, Config({"tyk-aks:gatewayClient": '{"retries": "many"}'}, "tyk-aks"))
+
+
+def test_refresh_finding_many_objects_missing_costs_one_reload_and_two_lists(
+    emulator: GatewayEmulator,
+) -> None:
+    provider = plugin_provider(TykApiProvider, stack_config())
+    outs = {a: provider.create(props(provider, emulator.url, api_definition(a))).outs or {} for a in "abcdef"}
+    for gone in "bcdf":
+        emulator.remove_file("api", gone)
+    emulator.reload_now()
+    new_command()
+    emulator.reset_stats()
+    reads = [provider.read(a, outs[a]) for a in outs]  # one after the other: each miss comes on its own
+    assert [r.id for r in reads] == ["a", "", "", "", "e", ""]
+    assert emulator.stats.calls["GET /tyk/apis"] <= 2
+    assert emulator.stats.calls["GET /tyk/reload"] <= 1
+
+    new_command()  # and four at a time, as the plugin serves them
+    emulator.reset_stats()
+    with ThreadPoolExecutor(4) as pool:
+        reads = list(pool.map(lambda a: provider.read(a, outs[a]), outs))
+    assert [r.id for r in reads] == ["a", "", "", "", "e", ""]
+    assert emulator.stats.calls["GET /tyk/apis"] <= 2
+    assert emulator.stats.calls["GET /tyk/reload"] <= 1
+
+
+def test_create_refuses_to_overwrite_an_unmanaged_object(emulator: GatewayEmulator) -> None:
+    theirs = api_definition("shared", proxy={"listen_path": "/shared/", "target_url": "http://theirs"})
+    GatewayClient(emulator.url, Secret(SECRET), ClientSettings()).upsert_api(theirs)  # not reloaded yet
+    provider = plugin_provider(TykApiProvider, stack_config())
+    with pytest.raises(AdoptionRefusedError) as caught:
+        provider.create(props(provider, emulator.url, api_definition("shared")))
+    message = str(caught.value)
+    assert "'shared'" in message and "python -m tyk_gateway.adopt api shared" in message
+    assert "apiManagement.adopt" in message
+    assert emulator.disk_apis()["shared"]["proxy"]["target_url"] == "http://theirs"  # untouched
+
+    # The same content (e.g. left by an earlier, failed attempt of this create) is not a conflict.
+    same = plugin_provider(TykApiProvider, stack_config())
+    new_command()
+    assert same.create(props(same, emulator.url, theirs)).id == "shared"
+
+    # Asked for explicitly, the takeover happens.
+    new_command()
+    adopting = plugin_provider(TykApiProvider, stack_config(management={"adopt": ["shared"]}))
+    assert adopting.create(props(adopting, emulator.url, api_definition("shared"))).id == "shared"
+    assert emulator.disk_apis()["shared"]["proxy"]["target_url"] == "http://httpbin.org"
+
+
+def test_a_late_duplicate_of_an_older_write_is_undone_by_verification(emulator: GatewayEmulator) -> None:
+    provider = plugin_provider(TykApiProvider, stack_config())
+    created = provider.create(props(provider, emulator.url, api_definition("a"))).outs or {}
+    newer = props(
+        provider, emulator.url, api_definition("a", proxy={"listen_path": "/a/", "target_url": "http://v2"})
+    )
+    older_file = emulator.disk_apis()["a"]
+    original_reload = emulator._reload
+    landed: list[bool] = []
+
+    def reload_after_a_late_duplicate(block: bool) -> Any:
+        # The create's stalled first attempt lands after the update was written (before the replicas reload).
+        if not landed and emulator.disk_apis()["a"]["proxy"]["target_url"] == "http://v2":
+            landed.append(True)
+            emulator.edit_file("api", "a", lambda api: api.update(older_file))
+        return original_reload(block)
+
+    emulator._reload = reload_after_a_late_duplicate  # type: ignore[method-assign]
+    updated = provider.update("a", created, newer).outs or {}
+    assert landed and updated["target_url"] == "http://v2"
+    assert emulator.disk_apis()["a"]["proxy"]["target_url"] == "http://v2"
+    emulator.reload_now()
+    assert emulator.loaded_apis["a"]["proxy"]["target_url"] == "http://v2"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tyk_gateway.reload import ReloadCoordinator
+from tyk_gateway.reload import Change, ReloadCoordinator
 
 
 class Recorder:
@@ -20,7 +20,7 @@ class Recorder:
         self.fail_next = 0
         self.lock = threading.Lock()
 
-    def __call__(self) -> None:
+    def __call__(self, changes: list[Change] | None = None) -> None:
         with self.lock:
             self.started.append(time.monotonic())
             fail = self.fail_next > 0
@@ -64,8 +64,9 @@ def test_concurrent_writes_share_few_reloads_and_the_last_one_follows_every_writ
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(write, range(200)))
     assert len(finished) == 200
-    # O(1): a handful when the pool ramps up or drains, never one per write.
-    assert 1 <= len(reload.started) <= 10, reload.started
+    # Group commit: a batch holds about as many writes as there are workers, never one reload per write.
+    assert 1 <= len(reload.started) <= 200 // workers + 10, reload.started
+    assert sum(coordinator.batches) == 200
     assert max(reload.started) >= max(finished)
 
 
@@ -105,3 +106,33 @@ def test_a_failed_reload_fails_the_write_and_the_next_write_retries_it() -> None
     with coordinator.write():
         pass
     assert len(reload.started) == 2 and coordinator.reloads == 1
+
+
+def test_a_write_whose_batch_reload_fails_fails_too() -> None:
+    """Two writes share one reload; when it fails, neither is reported done."""
+    reload = Recorder()
+    reload.fail_next = 1
+    coordinator = ReloadCoordinator(reload)
+    slow_started = threading.Event()
+    errors: dict[str, BaseException | None] = {}
+
+    def write(name: str, seconds: float) -> None:
+        try:
+            with coordinator.write(Change("api", name, {"api_id": name})):
+                if name == "slow":
+                    slow_started.set()
+                time.sleep(seconds)
+            errors[name] = None
+        except RuntimeError as error:
+            errors[name] = error
+
+    slow = threading.Thread(target=write, args=("slow", 0.1))
+    slow.start()
+    slow_started.wait()
+    write("fast", 0.0)  # finishes while "slow" is still writing: its reload is the batch's
+    slow.join()
+    assert len(reload.started) == 1  # one reload for both...
+    assert isinstance(errors["fast"], RuntimeError) and isinstance(
+        errors["slow"], RuntimeError
+    )  # ...failing both
+    assert coordinator.batches == [2]
