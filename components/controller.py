@@ -90,6 +90,15 @@ PROJECT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "ingress_templa
 TEMPLATE_SUFFIXES = SUFFIXES
 _CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
+# checkov findings that are the design, suppressed on the objects themselves (`checkov.io/skipN`) with the reason.
+DEPLOYMENT_CHECKOV_SKIPS = {
+    "CKV_K8S_35": "the controller reads the gateway admin secret from TYK_CONTROLLER_GATEWAY_SECRET (its contract)",
+    "CKV_K8S_38": "the controller talks to the Kubernetes API with this service account's token",
+}
+DEFAULT_NAMESPACE_CHECKOV_SKIPS = {
+    "CKV_K8S_21": "RBAC for the Ingresses the stack serves from the default namespace goes where they are",
+}
+
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "50m", "memory": "128Mi"},
     "limits": {"memory": "256Mi"},
@@ -170,6 +179,14 @@ def policy_rules(rules: Iterable[rbac.Rule]) -> list[k8s.rbac.v1.PolicyRuleArgs]
         )
         for rule in rules
     ]
+
+
+def checkov_skips(skips: Mapping[str, str]) -> dict[str, str]:
+    """checkov's per-object suppression annotations (`checkov.io/skip1: CHECK_ID=reason`, ...)."""
+    return {
+        f"checkov.io/skip{i}": f"{check}={reason}"
+        for i, (check, reason) in enumerate(sorted(skips.items()), 1)
+    }
 
 
 def container_resources(resources: Resources | None) -> dict[str, dict[str, str]]:
@@ -326,7 +343,10 @@ class IngressController(pulumi.ComponentResource):
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=DEPLOYMENT_NAME, namespace=args.namespace, labels=labels
+                name=DEPLOYMENT_NAME,
+                namespace=args.namespace,
+                labels=labels,
+                annotations=checkov_skips(DEPLOYMENT_CHECKOV_SKIPS),
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=settings.replicas,
@@ -425,9 +445,12 @@ class IngressController(pulumi.ComponentResource):
             for watched in args.settings.watch_namespaces
         ]
         for suffix, namespace, role_name, rules in roles:
+            annotations = checkov_skips(DEFAULT_NAMESPACE_CHECKOV_SKIPS) if namespace == "default" else None
             role = k8s.rbac.v1.Role(
                 f"{name}-role-{suffix}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=role_name, namespace=namespace, labels=dict(labels)),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=role_name, namespace=namespace, labels=dict(labels), annotations=annotations
+                ),
                 rules=policy_rules(rules),
                 opts=child,
             )
@@ -435,7 +458,7 @@ class IngressController(pulumi.ComponentResource):
                 k8s.rbac.v1.RoleBinding(
                     f"{name}-role-binding-{suffix}",
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=role_name, namespace=namespace, labels=dict(labels)
+                        name=role_name, namespace=namespace, labels=dict(labels), annotations=annotations
                     ),
                     role_ref=k8s.rbac.v1.RoleRefArgs(
                         api_group="rbac.authorization.k8s.io", kind="Role", name=object_name(role, role_name)
