@@ -5,6 +5,7 @@ Thin on purpose: validate the stack config, compose the components, export what 
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pulumi
@@ -47,6 +48,10 @@ def secret_or_generated(config: pulumi.Config, key: str, length: int) -> pulumi.
 
 
 def main() -> None:
+    # The SDK keeps every resource, Output and future alive until the program ends, and Python's cyclic GC
+    # kept rescanning that growing heap: about 40% of the evaluation of 3,000 definitions. Collecting the
+    # youngest generation every 20,000 allocations instead of 700 removes most of it (benchmarks/program_bench).
+    gc.set_threshold(20_000, 50, 10)
     config = pulumi.Config()
     stack_file = PROJECT_DIR / f"Pulumi.{pulumi.get_stack()}.yaml"  # where config problems are located
     raw_config = raw_stack_config()
@@ -235,10 +240,12 @@ def main() -> None:
         definitions = declare_definitions(
             PROJECT_DIR / management.definitions_dir,
             gateway_url=control_target,
+            # The release, not the component: a component dependency expands to each of its children for every
+            # resource, which made evaluation quadratic in the number of definitions.
             opts=pulumi.ResourceOptions(depends_on=[gateway.release, *access.resources]),
         )
-        pulumi.export("api_ids", {name: api.api_id for name, api in definitions.apis.items()})
-        pulumi.export("policy_ids", {name: policy.policy_id for name, policy in definitions.policies.items()})
+        for output_name, ids in definitions.ids.items():  # api_ids, oas_api_ids, policy_ids: file stem -> id
+            pulumi.export(output_name, ids)
 
     pulumi.export("namespace", namespace_name)
     pulumi.export("gateway_url", gateway.public_url)

@@ -372,6 +372,8 @@ class GatewayEmulator:
         self.hold_group_reloads = False
         self.loaded_apis: dict[str, dict[str, Any]] = {}
         self.loaded_policies: dict[str, dict[str, Any]] = {}
+        #: api_id -> OpenAPI document of each loaded OAS API (its ``<id>-oas.json``).
+        self.loaded_oas: dict[str, dict[str, Any]] = {}
         self.certificates = CertificateStore()
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -438,6 +440,7 @@ class GatewayEmulator:
             apis = self._load_dir(self.apps_dir, API_SPEC, "api_id")
             self._resolve_listen_path_collisions(apis)
             self.loaded_apis = apis
+            self.loaded_oas = self._load_oas_companions(apis)
             self.loaded_policies = self._load_dir(self.policies_dir, POLICY_SPEC, "id")
             self.stats.reloads += 1
 
@@ -556,8 +559,8 @@ class GatewayEmulator:
             if method == "GET":
                 return _json(200, self._shuffled(self.loaded_apis))
             return self._only(method, "POST") or self._add_api(body)
-        if parts == ["apis", "oas"]:
-            return self._only(method, "GET") or _json(200, [])
+        if parts[:2] == ["apis", "oas"] and len(parts) <= 3:
+            return self._oas(method, parts[2] if len(parts) == 3 else "", body)
         if len(parts) == 2 and parts[0] == "apis":
             api_id = parts[1]
             if method == "GET":
@@ -637,6 +640,8 @@ class GatewayEmulator:
         with self._lock:
             if api_id not in self.loaded_apis:
                 return _error(404, "API not found")
+            if self.loaded_apis[api_id].get("is_oas"):
+                return _error(400, ERR_CLASSIC_API_EXPECTED)
         try:
             api = self._decode(body, API_SPEC)
         except Malformed:
@@ -660,9 +665,12 @@ class GatewayEmulator:
             if api_id not in self.loaded_apis:
                 return _error(404, "API not found")
             path = self.apps_dir / f"{api_id}.json"
-            if not path.exists():
-                return _error(500, "Delete failed")
+            companion = self.apps_dir / f"{api_id}-oas.json"
+            if not path.exists() or (self.loaded_apis[api_id].get("is_oas") and not companion.exists()):
+                return _error(500, "Delete failed")  # deleteAPIFiles: both files must exist
             path.unlink()
+            if self.loaded_apis[api_id].get("is_oas"):
+                companion.unlink()
             self._wrote()
         return _ok(api_id, "deleted")
 
@@ -705,6 +713,221 @@ class GatewayEmulator:
             (self.policies_dir / f"{policy['id']}.json").write_text(json.dumps(policy, indent=2))
             self._wrote()
         return _ok(policy["id"], "added" if method == "POST" else "modified")
+
+    # ==============================================================================================
+    # Tyk OAS APIs (/tyk/apis/oas), from gateway/api.go and gateway/api_helpers.go (Tyk v5.14.0):
+    # validateOAS (decode, x-tyk-api-gateway required on POST/PUT, ValidateOASObject against the schemas the
+    # gateway embeds), handleAddApi/handleUpdateApi with oasEndpoint=true (ExtractTo a classic definition,
+    # validateAPIDef, writeOASAndAPIDefToFile: <id>.json with is_oas plus <id>-oas.json), apiOASPatchHandler,
+    # apiHandler/handleDeleteAPI for DELETE (deleteAPIFiles), handleGetAPIOAS / handleGetOASList for GET.
+    # ==============================================================================================
+
+    def _load_oas_companions(self, apis: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """loadDefFromFilePath: an is_oas definition also loads ``<file>-oas.json`` (skipped if unreadable)."""
+        loaded: dict[str, dict[str, Any]] = {}
+        for api_id, api in apis.items():
+            if not api.get("is_oas"):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                document = json.loads((self.apps_dir / f"{api_id}-oas.json").read_text())
+                if isinstance(document, dict):
+                    loaded[api_id] = document
+        return loaded
+
+    def _oas(self, method: str, api_id: str, body: bytes) -> _Reply:
+        if method == "GET":
+            with self._lock:
+                if not api_id:
+                    items = [oas_fill(doc, self.loaded_apis[i]) for i, doc in self.loaded_oas.items()]
+                    self._rng.shuffle(items)
+                    return _json(200, items)
+                api = self.loaded_apis.get(api_id)
+                if api is None:
+                    return _error(404, "API not found")
+                if not api.get("is_oas") or api_id not in self.loaded_oas:
+                    return _error(400, ERR_OAS_GET_FOR_OLD_API)
+                return _json(200, oas_fill(self.loaded_oas[api_id], api))
+        if method == "DELETE":
+            return self._delete_api(api_id) if api_id else _error(405, "Method not supported")
+        if method == "POST" and not api_id:
+            return self._oas_write(None, body)
+        if method == "PUT" and api_id:
+            return self._oas_write(api_id, body)
+        if method == "PATCH" and api_id:
+            return self._oas_patch(api_id, body)
+        return _error(405, "Method not supported")
+
+    def _oas_write(self, api_id: str | None, body: bytes) -> _Reply:
+        """POST (api_id None) or PUT of an OAS document, behind validateOAS."""
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return _error(400, "Request malformed")
+        if not isinstance(document, dict):
+            return _error(400, "Request malformed")
+        extension = document.get(OAS_EXTENSION)
+        if not isinstance(extension, dict):
+            return _error(400, ERR_PAYLOAD_WITHOUT_TYK_EXTENSION)
+        reason = oas_schema_errors(document)
+        if reason:
+            return _error(400, reason)
+        if api_id is not None:
+            if not safe_path_component(api_id):
+                return _error(400, "Invalid API ID")
+            with self._lock:
+                existing = self.loaded_apis.get(api_id)
+            if existing is None:
+                return _error(404, "API not found")
+            if not existing.get("is_oas"):
+                return _error(400, ERR_API_NOT_MIGRATED)
+        try:
+            api = API_SPEC.decode(oas_extract_to(document))
+        except Malformed:
+            return _error(400, "Request malformed")
+        if api_id is not None and api["api_id"] != api_id:
+            return _error(
+                400,
+                "Request APIID does not match that in Definition! For Update operations these must match.",
+            )
+        reason = validate_api(api)
+        if reason:
+            return _error(400, f"Validation of API Definition failed. Reason: {reason}.")
+        if not api["api_id"]:
+            api["api_id"] = uuid.uuid4().hex
+        if not safe_path_component(api["api_id"]):
+            return _error(400, "Invalid API ID")
+        api["is_oas"] = True
+        document.setdefault(OAS_EXTENSION, {}).setdefault("info", {})["id"] = api["api_id"]
+        with self._lock:
+            self._write_api_file(api)
+            (self.apps_dir / f"{api['api_id']}-oas.json").write_text(json.dumps(document, indent=2))
+        return _ok(api["api_id"], "added" if api_id is None else "modified")
+
+    def _oas_patch(self, api_id: str, body: bytes) -> _Reply:
+        """apiOASPatchHandler without query parameters: a body with the extension is a PUT; one without
+        keeps the loaded extension and replaces the OpenAPI part (servers kept when the patch has none)."""
+        with self._lock:
+            existing = self.loaded_apis.get(api_id)
+            loaded = self.loaded_oas.get(api_id)
+        if existing is None:
+            return _error(404, "API not found")
+        if not existing.get("is_oas") or loaded is None:
+            return _error(400, ERR_API_NOT_MIGRATED)
+        try:
+            patch = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return _error(400, "Request malformed")
+        if not isinstance(patch, dict):
+            return _error(400, "Request malformed")
+        if isinstance(patch.get(OAS_EXTENSION), dict):
+            return self._oas_write(api_id, body)
+        merged = {k: v for k, v in patch.items() if k != OAS_EXTENSION}
+        if not merged.get("servers") and loaded.get("servers"):
+            merged["servers"] = loaded["servers"]
+        merged[OAS_EXTENSION] = oas_fill(loaded, existing)[OAS_EXTENSION]
+        return self._oas_write(api_id, json.dumps(merged).encode())
+
+    def edit_oas_file(self, api_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Edit ``<id>-oas.json`` behind Pulumi's back (the next reload serves it)."""
+        path = self.apps_dir / f"{api_id}-oas.json"
+        document = json.loads(path.read_text())
+        change(document)
+        path.write_text(json.dumps(document, indent=2))
+
+
+OAS_EXTENSION = "x-tyk-api-gateway"
+ERR_CLASSIC_API_EXPECTED = (
+    "this API endpoint only supports Tyk Classic APIs; please use the appropriate Tyk OAS API endpoint"
+)
+ERR_API_NOT_MIGRATED = (
+    "the supplied API definition is in OAS format, please use the Tyk classic format for this API"
+)
+ERR_OAS_GET_FOR_OLD_API = "the requested API definition is in Tyk classic format, please use old api endpoint"
+ERR_PAYLOAD_WITHOUT_TYK_EXTENSION = "the payload should contain x-tyk-api-gateway"
+_SCHEMA_DIR = Path(__file__).resolve().parents[1] / "tyk_gateway" / "schemas"
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def oas_extract_to(document: dict[str, Any]) -> dict[str, Any]:
+    """The fields of OAS.ExtractTo (apidef/oas) the emulated classic struct holds, as JSON to decode."""
+    ext = document.get(OAS_EXTENSION) or {}
+    info, upstream, server = ext.get("info") or {}, ext.get("upstream") or {}, ext.get("server") or {}
+    listen_path = server.get("listenPath") or {}
+    schemes = _dig(server, "authentication", "securitySchemes") or {}
+    token_enabled = bool(_dig(server, "authentication", "enabled")) and any(
+        isinstance(v, dict) and v.get("enabled") for v in schemes.values()
+    )
+    return {
+        "api_id": info.get("id", ""),
+        "id": info.get("dbId", ""),
+        "org_id": info.get("orgId", ""),
+        "name": info.get("name", ""),
+        "expiration": info.get("expiration", ""),
+        "active": _dig(info, "state", "active") or False,
+        "internal": _dig(info, "state", "internal") or False,
+        "proxy": {
+            "target_url": upstream.get("url", ""),
+            "listen_path": listen_path.get("value", ""),
+            "strip_listen_path": listen_path.get("strip", False),
+        },
+        # Info.ExtractTo: "everytime" not versioned, one main version named "".
+        "version_data": {"not_versioned": True, "default_version": "", "versions": {"": {}}},
+        "use_keyless": not _dig(server, "authentication", "enabled"),
+        "use_standard_auth": token_enabled,
+    }
+
+
+def oas_fill(document: dict[str, Any], api: dict[str, Any]) -> dict[str, Any]:
+    """What GET answers: the stored document with OAS.Fill's view of the classic fields modelled here."""
+    filled = json.loads(json.dumps(document))
+    ext = filled.setdefault(OAS_EXTENSION, {})
+    info = ext.setdefault("info", {})
+    info["id"] = api["api_id"]
+    info["name"] = api["name"]
+    if api["org_id"]:
+        info["orgId"] = api["org_id"]
+    info.setdefault("state", {})["active"] = api["active"]
+    ext.setdefault("upstream", {})["url"] = api["proxy"]["target_url"]
+    listen_path = ext.setdefault("server", {}).setdefault("listenPath", {})
+    listen_path["value"] = api["proxy"]["listen_path"]
+    listen_path["strip"] = api["proxy"]["strip_listen_path"]
+    return filled
+
+
+_OAS_VALIDATORS: dict[str, Any] = {}
+
+
+def oas_schema_errors(document: dict[str, Any]) -> str | None:
+    """apidef/oas/validator.go ValidateOASObject: the document against the schema of its minor version with
+    x-tyk-api-gateway plugged in (loadOASSchema). Built here from the schema files, not the provider's code."""
+    from jsonschema import Draft4Validator
+    from jsonschema.validators import validator_for
+
+    version = document.get("openapi")
+    match = re.match(r"^(\d+)\.(\d+)", version) if isinstance(version, str) else None
+    minor = f"{match[1]}.{match[2]}" if match else "3.0"
+    if minor not in _OAS_VALIDATORS:
+        path = _SCHEMA_DIR / f"{minor}.json"
+        if not path.exists():
+            return f'Schema not found for version "{version}"'
+        schema = json.loads(path.read_text())
+        extension = json.loads((_SCHEMA_DIR / f"{OAS_EXTENSION}.json").read_text())
+        cls = validator_for(schema)
+        if cls is not Draft4Validator:  # gojsonschema reads draft-04 tuple "items" in any dialect
+            extension = json.loads(json.dumps(extension).replace('"items": [', '"prefixItems": ['))
+        schema["properties"][OAS_EXTENSION] = {
+            k: v for k, v in extension.items() if k not in ("definitions", "$schema")
+        }
+        schema.setdefault("definitions", {}).update(extension["definitions"])
+        _OAS_VALIDATORS[minor] = cls(schema)
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+              for e in _OAS_VALIDATORS[minor].iter_errors(document)]  # fmt: skip
+    return "; ".join(sorted(errors)) or None
 
 
 # --- Certificates: /tyk/certs ------------------------------------------------------------------------
@@ -897,11 +1120,13 @@ def _certs_handler(
 
 
 _ROUTE_ID = re.compile(r"^(/tyk/(?:apis|policies|certs))/(?!oas$)[^/]+$")
+_OAS_ROUTE_ID = re.compile(r"^/tyk/apis/oas/[^/]+$")
 
 
 def route_of(method: str, path: str) -> str:
     """Counter key: method plus the route template (ids replaced by {id})."""
     path = _ROUTE_ID.sub(r"\1/{id}", unquote(path).rstrip("/") or "/")
+    path = _OAS_ROUTE_ID.sub("/tyk/apis/oas/{id}", path)
     return f"{method} {path}"
 
 

@@ -8,8 +8,9 @@ import, so the plugin fails before it runs), so adoption goes through the files 
     python -m tyk_gateway.adopt --context kind-tyk policy httpbin-basic
     python -m tyk_gateway.adopt --aks tyk-prod/tyk-prod api httpbin      # Entra ID token, as the provider
     python -m tyk_gateway.adopt --gateway-url https://tyk-control.internal api httpbin   # access: url
+    python -m tyk_gateway.adopt oas petstore                # a Tyk OAS API: its document as the gateway returns it
 
-Each writes `definitions/apis/<id>.yaml` (or `policies/`) with the live object's non-default fields. The next
+Each writes `definitions/apis/<id>.yaml` (or `policies/`, `oas/`) with the live object's non-default fields. The next
 `pulumi up` declares a resource with the same id and, since the content is the same, creates it by writing
 identical content; Pulumi manages it from then on. (An object whose live content differs from the declared one
 is never overwritten by a create unless stack config `apiManagement.adopt` lists its id.) Review the file before committing it: the gateway
@@ -30,15 +31,21 @@ from tyk_gateway.client import SECRET_ENV_VAR, ClientSettings, GatewayClient, Se
 from tyk_gateway.drift import strip_zero
 from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.models import DefinitionError, normalize_api, normalize_policy
+from tyk_gateway.oas import normalize_oas, oas_api_id
 from tyk_gateway.provider import AksRef, ClusterRef, Gateway, ProviderConfig
 
 KINDS = {
     "api": ("apis", "api_id", GatewayClient.list_apis, normalize_api),
     "policy": ("policies", "id", GatewayClient.list_policies, normalize_policy),
+    "oas": ("oas", "x-tyk-api-gateway.info.id", GatewayClient.list_oas_apis, normalize_oas),
 }
 
 
 CONTROL_SERVICE = "gateway-control-svc-tyk-gateway"  # components/gateway.py CONTROL_SERVICE_NAME
+
+
+def _id_of(kind: str, item: dict[str, Any]) -> Any:
+    return oas_api_id(item) if kind == "oas" else item.get(KINDS[kind][1])
 
 
 class AdoptError(RuntimeError):
@@ -50,13 +57,14 @@ def adopt(
 ) -> Path:
     """Write the live object `object_id` of `kind` ("api" or "policy") into `definitions_dir`; return the file."""
     folder, id_field, list_objects, normalize = KINDS[kind]
-    found = [item for item in list_objects(client) if item.get(id_field) == object_id]
+    found = [item for item in list_objects(client) if _id_of(kind, item) == object_id]
     if not found:
         raise AdoptError(
             f"no {kind} with {id_field} {object_id!r} is loaded on {client.label} "
             "(one written but not reloaded yet is not visible: GET /tyk/reload/group first)"
         )
-    live: dict[str, Any] = strip_zero(found[-1])
+    # An OAS document keeps its zero values: the extension's schema requires some (info.state.active).
+    live: dict[str, Any] = found[-1] if kind == "oas" else strip_zero(found[-1])
     try:
         definition = normalize(live)
     except DefinitionError as error:
@@ -88,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--definitions-dir", type=Path, default=Path("definitions"))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.add_argument("kind", choices=sorted(KINDS))
-    parser.add_argument("id", help="api_id of the API, or id of the policy")
+    parser.add_argument(
+        "id", help="api_id of the API (x-tyk-api-gateway.info.id for oas), or id of the policy"
+    )
     args = parser.parse_args(argv)
     secret = os.environ.get(SECRET_ENV_VAR)
     if not secret:

@@ -37,12 +37,12 @@ class SharedList:
     def __init__(
         self,
         fetch: Callable[[], list[Item]],
-        key: str,
+        key: str | Callable[[Item], Any],
         ttl: float,
         load_files: Callable[[], None],
     ) -> None:
         self._fetch = fetch
-        self._key = key
+        self._key: Callable[[Item], Any] = (lambda item: item.get(key)) if isinstance(key, str) else key
         self._ttl = ttl
         self._load_files = load_files
         self._cond = threading.Condition()
@@ -88,7 +88,7 @@ class SharedList:
                 self._load_files()
             items: dict[str, list[Item]] = {}
             for item in self._fetch():
-                object_id = item.get(self._key)
+                object_id = self._key(item)
                 if isinstance(object_id, str):
                     items.setdefault(object_id, []).append(item)
         except BaseException:

@@ -325,6 +325,24 @@ class GatewayClient:
     def delete_api(self, api_id: str) -> DeleteOutcome:
         return self._delete(f"/tyk/apis/{quote(api_id, safe='')}", not_found=DeleteOutcome.NOT_LOADED)
 
+    # --- Tyk OAS APIs (gateway/api.go: apiOASGetHandler, apiOASPostHandler, apiHandler for DELETE) ----------
+
+    def list_oas_apis(self) -> list[dict[str, Any]]:
+        """GET /tyk/apis/oas: every loaded OAS API as its OpenAPI document (classic ones are not listed)."""
+        return self._expect_list("GET", "/tyk/apis/oas")
+
+    def get_oas_api(self, api_id: str) -> list[dict[str, Any]]:
+        """GET /tyk/apis/oas/{id}: the loaded OAS API ([] when this gateway doesn't serve it)."""
+        return self._get_one(f"/tyk/apis/oas/{quote(api_id, safe='')}")
+
+    def upsert_oas_api(self, document: Mapping[str, Any], api_id: str) -> None:
+        """POST /tyk/apis/oas: writes ``<id>.json`` and ``<id>-oas.json`` whether or not the API is loaded."""
+        self._expect_key("POST", "/tyk/apis/oas", document, api_id)
+
+    def delete_oas_api(self, api_id: str) -> DeleteOutcome:
+        """DELETE /tyk/apis/oas/{id}: removes both files; 404 when the gateway has not loaded the API."""
+        return self._delete(f"/tyk/apis/oas/{quote(api_id, safe='')}", not_found=DeleteOutcome.NOT_LOADED)
+
     # --- policies --------------------------------------------------------------------------------
 
     def list_policies(self) -> list[dict[str, Any]]:

@@ -27,6 +27,8 @@ Path = tuple[str, ...]
 #: Maps whose keys are data, not struct fields: extra live entries there are drift.
 API_MAP_PATHS: frozenset[Path] = frozenset()
 POLICY_MAP_PATHS: frozenset[Path] = frozenset({("access_rights",)})
+#: An OAS API's operations are keyed by path: an operation added behind Pulumi's back is drift.
+OAS_MAP_PATHS: frozenset[Path] = frozenset({("paths",)})
 SECRET_REFERENCES = ("env://", "secrets://", "vault://", "consul://")
 
 

@@ -37,7 +37,7 @@ from pydantic.alias_generators import to_camel
 
 from .cache import SharedList
 from .client import SECRET_ENV_VAR, ClientSettings, DeleteOutcome, GatewayClient, Secret
-from .drift import API_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
+from .drift import API_MAP_PATHS, OAS_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
 from .kube import SCHEME as KUBE_SCHEME
 from .kube import KubeApi, KubernetesAccessError, KubeTarget, KubeTransport
 from .kubeconfig import (
@@ -50,6 +50,7 @@ from .kubeconfig import (
     load_kubeconfig,
 )
 from .models import UNKNOWN, ApiDefinition, Policy, canonical, dump_definition, format_errors
+from .oas import oas_api_id, oas_problems, oas_summary
 from .reload import Change, ReloadCoordinator
 from .verify import ReplicaVerifier
 
@@ -148,6 +149,7 @@ class Gateway:
         ttl = config.client.list_cache_ttl
         self.apis = SharedList(self.client.list_apis, "api_id", ttl, self.client.reload_local)
         self.policies = SharedList(self.client.list_policies, "id", ttl, self.client.reload_local)
+        self.oas_apis = SharedList(self.client.list_oas_apis, oas_api_id, ttl, self.client.reload_local)
         self._existing_lock = threading.Lock()
         self._existing: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
@@ -175,7 +177,12 @@ class Gateway:
         return replicas
 
     def _rewrite(self, change: Change) -> None:
-        if change.kind == "api":
+        if change.kind == "oas":
+            if change.content is None:
+                self.client.delete_oas_api(change.object_id)
+            else:
+                self.client.upsert_oas_api(change.content, change.object_id)
+        elif change.kind == "api":
             if change.content is None:
                 self.client.delete_api(change.object_id)
             else:
@@ -191,12 +198,12 @@ class Gateway:
             found = self._existing.get(kind)
             if found is None:
                 self.client.reload_local()
-                items = self.client.list_apis() if kind == "api" else self.client.list_policies()
-                key = "api_id" if kind == "api" else "id"
+                list_objects, id_of = EXISTING[kind]
                 found = {}
-                for item in items:
-                    if isinstance(item.get(key), str):
-                        found.setdefault(item[key], []).append(item)
+                for item in list_objects(self.client):
+                    object_id = id_of(item)
+                    if isinstance(object_id, str):
+                        found.setdefault(object_id, []).append(item)
                 self._existing[kind] = found
             return found
 
@@ -205,6 +212,15 @@ class Gateway:
             if kind in self._existing:
                 self._existing[kind].pop(object_id, None)
 
+
+#: How `Gateway.existing` lists each kind and finds an object's id (an OAS API's is inside its extension).
+EXISTING: dict[
+    str, tuple[Callable[[GatewayClient], list[dict[str, Any]]], Callable[[dict[str, Any]], Any]]
+] = {
+    "api": (GatewayClient.list_apis, lambda item: item.get("api_id")),
+    "policy": (GatewayClient.list_policies, lambda item: item.get("id")),
+    "oas": (GatewayClient.list_oas_apis, oas_api_id),
+}
 
 _GATEWAYS: dict[tuple[str, ProviderConfig], Gateway] = {}
 _GATEWAYS_LOCK = threading.Lock()
@@ -281,7 +297,7 @@ class _TykProvider(ResourceProvider):
     model: ClassVar[type[BaseModel]]
     id_output: ClassVar[str]  # resource input/output that mirrors the object's id
     id_field: ClassVar[str]  # the id's field inside the definition
-    change_kind: ClassVar[str]  # "api" or "policy"
+    change_kind: ClassVar[str]  # "api", "oas" or "policy"
     map_paths: ClassVar[frozenset[Path]]
     _config: ProviderConfig | None = None
 
@@ -326,6 +342,17 @@ class _TykProvider(ResourceProvider):
     def _remove(self, gateway: Gateway, object_id: str) -> None:
         raise NotImplementedError
 
+    def _object_id(self, definition: Mapping[str, Any]) -> Any:
+        return definition[self.id_field]
+
+    def _validate(self, definition: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        """(normalised definition, []) when valid, else (None, problems); preview placeholders are no problem."""
+        try:
+            model = self.model.model_validate(canonical(definition))
+        except ValidationError as error:
+            return None, format_errors(error, skip_unknown=True)
+        return dump_definition(model), []
+
     # --- check / diff: pure, no HTTP -------------------------------------------------------------
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -342,14 +369,12 @@ class _TykProvider(ResourceProvider):
         elif not isinstance(definition, Mapping):
             problems.append(f"definition: must be an object (got {type(definition).__name__})")
         else:
-            try:
-                model = self.model.model_validate(canonical(definition))
-            except ValidationError as error:
+            normalized, definition_problems = self._validate(definition)
+            if normalized is None:
                 # Errors caused by values still unknown during preview are not errors yet.
-                problems += format_errors(error, skip_unknown=True)
+                problems += definition_problems
                 inputs["definition"] = canonical(definition)
             else:
-                normalized = dump_definition(model)
                 inputs["definition"] = normalized
                 inputs.update(self._derived(normalized))
         return CheckResult(inputs, [CheckFailure("", problem) for problem in problems])
@@ -368,7 +393,7 @@ class _TykProvider(ResourceProvider):
     def _write(self, props: Mapping[str, Any], created: bool) -> dict[str, Any]:
         gateway = self._gateway(props)
         definition = canonical(props["definition"])
-        object_id = str(definition[self.id_field])
+        object_id = str(self._object_id(definition))
         if created:
             self._refuse_unmanaged(gateway, object_id, definition)
         with gateway.reloads.write(Change(self.change_kind, object_id, definition)):
@@ -502,3 +527,45 @@ class TykPolicyProvider(_TykProvider):
         org = recorded.get("org_id") if isinstance(recorded, Mapping) else None
         matching = [c for c in candidates if c.get("org_id") == org]
         return (matching or candidates)[-1]
+
+
+class TykOasApiProvider(_TykProvider):
+    """Tyk OAS API definitions via ``/tyk/apis/oas`` (an OpenAPI document with ``x-tyk-api-gateway``).
+
+    Same guarantees as classic APIs: writes share the gateway's reload coordinator (one coalesced reload
+    for classic and OAS writes together), refresh reads one ``GET /tyk/apis/oas`` list, POST is an upsert.
+    """
+
+    kind = "Tyk OAS API"
+    id_output = "api_id"
+    id_field = "x-tyk-api-gateway.info.id"
+    change_kind = "oas"
+    map_paths = OAS_MAP_PATHS
+
+    def _object_id(self, definition: Mapping[str, Any]) -> Any:
+        return oas_api_id(definition)
+
+    def _validate(self, definition: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+        # Values still unknown during preview are skipped here and checked in full at `up`.
+        problems = oas_problems(definition, skip_unknown=True)
+        return (None, problems) if problems else (canonical(definition), [])
+
+    def _lists(self, gateway: Gateway) -> SharedList:
+        return gateway.oas_apis
+
+    def _derived(self, definition: Mapping[str, Any]) -> dict[str, Any]:
+        return oas_summary(definition)
+
+    def _put(self, gateway: Gateway, definition: Mapping[str, Any], created: bool) -> None:
+        gateway.client.upsert_oas_api(definition, str(oas_api_id(definition)))
+
+    def _remove(self, gateway: Gateway, object_id: str) -> None:
+        outcome = gateway.client.delete_oas_api(object_id)
+        # As for classic APIs (see TykApiProvider._remove): files written but not loaded yet.
+        for _ in range(1 if gateway.kube is None else 3):
+            if outcome is not DeleteOutcome.NOT_LOADED:
+                break
+            gateway.client.reload_local()
+            outcome = gateway.client.delete_oas_api(object_id)
+        if outcome is not DeleteOutcome.DELETED:
+            log.info("Tyk OAS API %s was already gone (%s)", object_id, outcome.value)

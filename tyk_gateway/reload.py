@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class Change:
     """What one write left on the gateway: ``content`` None means the object was deleted."""
 
-    kind: str  # "api" or "policy"
+    kind: str  # "api", "oas" or "policy"
     object_id: str
     content: dict[str, Any] | None
 

@@ -31,20 +31,23 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .client import GatewayClient, TykGatewayError
-from .drift import API_MAP_PATHS, POLICY_MAP_PATHS, project
+from .drift import API_MAP_PATHS, OAS_MAP_PATHS, POLICY_MAP_PATHS, project
+from .oas import oas_api_id
 from .reload import Change
 
 LISTS: dict[str, tuple[Callable[[GatewayClient], list[dict[str, Any]]], str]] = {
     "api": (GatewayClient.list_apis, "api_id"),
     "policy": (GatewayClient.list_policies, "id"),
+    "oas": (GatewayClient.list_oas_apis, "x-tyk-api-gateway.info.id"),
 }
 GETS: dict[str, Callable[[GatewayClient, str], list[dict[str, Any]]]] = {
     "api": GatewayClient.get_api,
     "policy": GatewayClient.get_policy,
+    "oas": GatewayClient.get_oas_api,
 }
 #: Up to this many objects of a kind in a batch are fetched one by one instead of listing them all.
 GET_LIMIT = 4
-MAP_PATHS = {"api": API_MAP_PATHS, "policy": POLICY_MAP_PATHS}
+MAP_PATHS = {"api": API_MAP_PATHS, "policy": POLICY_MAP_PATHS, "oas": OAS_MAP_PATHS}
 
 
 class ReplicaMismatchError(RuntimeError):
@@ -56,7 +59,7 @@ Replica = tuple[str, GatewayClient]
 
 def serves(live: list[dict[str, Any]], kind: str, object_id: str, content: Mapping[str, Any] | None) -> bool:
     key = LISTS[kind][1]
-    found = [item for item in live if item.get(key) == object_id]
+    found = [item for item in live if (oas_api_id(item) if kind == "oas" else item.get(key)) == object_id]
     if content is None:
         return not found
     return any(project(item, content, MAP_PATHS[kind]) == content for item in found)

@@ -34,7 +34,11 @@ def test_the_shipped_sample_is_valid_and_consistent() -> None:
         "Default"
     ]
     policy = loaded.policies["httpbin-basic"]
-    assert set(policy["access_rights"]) == {"httpbin"} and policy["org_id"] == api["org_id"] == "default"
+    assert (
+        set(policy["access_rights"]) == {"httpbin", "petstore"}
+        and policy["org_id"] == api["org_id"] == "default"
+    )
+    assert list(loaded.oas_apis) == ["petstore"]
 
 
 def test_the_shipped_sample_deploys_to_the_gateway(
@@ -108,10 +112,11 @@ def test_declare_definitions_names_resources_by_file_and_orders_policies(mocks: 
     pulumi.runtime.test(lambda: program().apply(lambda _: None))()
     assert [(r.typ, r.name) for r in mocks.resources] == [
         (API_TYPE, "httpbin"),
+        ("pulumi-python:dynamic/tyk:OasApi", "petstore"),
         (POLICY_TYPE, "httpbin-basic"),
     ]
     assert list(declared[0].apis) == ["httpbin"] and list(declared[0].policies) == ["httpbin-basic"]
-    assert mocks.resources[1].inputs["definition"]["access_rights"]["httpbin"]["api_id"] == "httpbin"
+    assert mocks.resources[2].inputs["definition"]["access_rights"]["httpbin"]["api_id"] == "httpbin"
 
 
 def test_a_bad_file_declares_nothing(mocks: Mocks, tmp_path: Path) -> None:
