@@ -41,10 +41,9 @@ cleanup() {
     kubectl --namespace "$namespace" logs deployment/tyk-controller --tail=100 >&2 || true
     kubectl --namespace "$namespace" logs deployment/gateway-tyk-gateway --tail=50 >&2 || true
   fi
-  # The port-forward stays up while pulumi destroy runs: deleting the API definitions goes through it.
+  [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
   log "pulumi destroy"
   pulumi destroy --yes --stack "$stack" --non-interactive || true
-  [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null || true
   [ -n "$provider_pid" ] && kill "$provider_pid" 2>/dev/null || true
   kind delete cluster --name "$cluster" || true
   docker rm -f "$registry_name" >/dev/null 2>&1 || true
@@ -100,14 +99,7 @@ pulumi login "$PULUMI_BACKEND_URL"
 pulumi stack select --create "$stack" --non-interactive
 api_secret=$(openssl rand -hex 24)
 pulumi config set --secret apiSecret "$api_secret" --stack "$stack"
-# API definitions are managed through the control API, which `pulumi up` must reach: deploy the cluster side
-# first, then open one port-forward (the gateways are ready by then) and let the second `up` add the APIs.
-pulumi config set --path apiManagement.enabled false --stack "$stack"
-pulumi up --yes --skip-preview --stack "$stack" --non-interactive
-kubectl --namespace "$namespace" port-forward svc/gateway-control-svc-tyk-gateway 9696:9696 >"$work/port-forward.log" 2>&1 &
-forward_pid=$!
-curl -fsS --retry 10 --retry-connrefused --retry-delay 1 http://localhost:9696/hello >/dev/null
-pulumi config set --path apiManagement.enabled true --stack "$stack"
+# API definitions go to the control API through the Kubernetes API server (apiManagement.access kubernetes).
 pulumi up --yes --skip-preview --stack "$stack" --non-interactive
 kubectl --namespace "$namespace" rollout status deployment/tyk-controller --timeout=180s
 
@@ -133,6 +125,10 @@ curl -fsS --retry 30 --retry-all-errors --retry-delay 2 --cacert "$work/tls.crt"
   --resolve "secure.localtest.me:443:$address" https://secure.localtest.me/get | grep -q '"Host"'
 
 log "the API of definitions/ with a key from its policy"
+# One port-forward to the control API (cluster-internal on purpose) for the key request.
+kubectl --namespace "$namespace" port-forward svc/gateway-control-svc-tyk-gateway 9696:9696 >"$work/port-forward.log" 2>&1 &
+forward_pid=$!
+curl -fsS --retry 10 --retry-connrefused --retry-delay 1 http://localhost:9696/hello >/dev/null
 key=$(curl -fsS -X POST -H "x-tyk-authorization: $api_secret" \
   -d '{"org_id": "default", "apply_policies": ["httpbin-basic"]}' http://localhost:9696/tyk/keys/create |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')

@@ -479,6 +479,9 @@ def test_e2e_script_matches_the_local_stack() -> None:
     assert settings.controller.image.registry == f"localhost:{_script_value('registry_port')}"
     assert _script_value("namespace") == settings.namespace
     assert _script_value("stack") == "local"
+    # One `pulumi up`: API management reaches the control API through the API server, not a port-forward.
+    assert settings.api_management.access == "kubernetes"
+    assert text.count("pulumi up ") == 1
     assert f"service {SERVICE_NAME} " in text and f"deployment/{DEPLOYMENT_NAME} " in text
     assert f"svc/{CONTROL_SERVICE_NAME} 9696:{settings.gateway.control_port}" in text
     for example in re.findall(r"-f (examples/[\w.-]+\.yaml)", text):
