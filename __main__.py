@@ -31,6 +31,7 @@ from components.settings import (
     required_secrets,
 )
 from components.storage import AzureTarget, SharedStorage, SharedStorageArgs
+from components.webhook import mesh_hooks
 from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.loader import declare_definitions
 from tyk_gateway.problems import InputError, debug_enabled
@@ -186,6 +187,16 @@ def main() -> None:
                 kubelet_object_id=cluster.kubelet_object_id,
             ),
         )
+        mesh = mesh_hooks(
+            settings.controller.webhook,
+            namespace=settings.namespace,
+            gateway_image_tag=settings.gateway.image_tag,
+            redis_addrs=redis.addrs,
+            redis_password_secret=(redis.password_secret_name, redis.password_secret_key),
+            org_id=settings.controller.org_id,
+            redis_tls=redis.use_ssl,
+            redis_cluster=redis.enable_cluster,
+        )
         controller = IngressController(
             "ingress-controller",
             IngressControllerArgs(
@@ -197,11 +208,17 @@ def main() -> None:
                 publish_service=entry_point.publish_service,
                 labels=labels,
                 wait_for=image.pull_access,
+                config_fields=mesh.config_fields,
+                extra_env=mesh.env,
+                extra_cluster_rules=mesh.cluster_rules,
             ),
             opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[gateway, entry_point.service]),
         )
         pulumi.export("controller_image", image.reference)
         pulumi.export("ingress_class", controller.ingress_class_name)
+        if settings.controller.webhook.enabled:
+            # Renewal is a `pulumi up` in the certificate's last quarter; alert on this export before it lapses.
+            pulumi.export("webhook_certificate_expires_at", controller.webhook_cert_expires_at)
 
     if settings.api_management.enabled:
         management = settings.api_management

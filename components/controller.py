@@ -172,7 +172,10 @@ def policy_rules(rules: Iterable[rbac.Rule]) -> list[k8s.rbac.v1.PolicyRuleArgs]
     """Kubernetes PolicyRules, one per `tyk_controller.rbac.Rule`, nothing added."""
     return [
         k8s.rbac.v1.PolicyRuleArgs(
-            api_groups=list(rule.api_groups), resources=list(rule.resources), verbs=list(rule.verbs)
+            api_groups=list(rule.api_groups),
+            resources=list(rule.resources),
+            verbs=list(rule.verbs),
+            resource_names=list(rule.resource_names) or None,
         )
         for rule in rules
     ]
@@ -247,6 +250,8 @@ class IngressController(pulumi.ComponentResource):
     """`<service>.<namespace>.svc` the API server calls for admission (None without the webhook)."""
     webhook_ca_pem: pulumi.Output[str | None]
     """The webhook CA certificate (None without the webhook)."""
+    webhook_cert_expires_at: pulumi.Output[str | None]
+    """When the webhook's serving certificate expires (None without the webhook)."""
 
     def __init__(
         self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None
@@ -257,6 +262,7 @@ class IngressController(pulumi.ComponentResource):
         self.ingress_class_name = pulumi.Output.from_input(None)
         self.webhook_service_host = pulumi.Output.from_input(None)
         self.webhook_ca_pem = pulumi.Output.from_input(None)
+        self.webhook_cert_expires_at = pulumi.Output.from_input(None)
         if not settings.enabled:
             self.register_outputs({})
             return
@@ -332,8 +338,7 @@ class IngressController(pulumi.ComponentResource):
             "checksum/config": config_text.apply(checksum),
             "checksum/templates": templates_checksum(templates),
         }
-        if certificates is not None:
-            annotations["checksum/webhook-cert"] = certificates.cert_pem.apply(checksum)
+        # No checksum of the webhook certificate: the server reloads a renewed pair itself (no pod restart).
 
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -384,6 +389,7 @@ class IngressController(pulumi.ComponentResource):
             )
             self.webhook_service_host = webhook.service_host
             self.webhook_ca_pem = certificates.ca_cert_pem
+            self.webhook_cert_expires_at = certificates.expires_at
         self.register_outputs(
             {
                 "deployment_name": self.deployment_name,

@@ -397,16 +397,27 @@ class GatewaySettings(Model):
 # --- ingress controller, its image and entry point, and the webhook ---------------------------------------------
 
 
+class SidecarResources(Model):
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    memory_limit: str = "256Mi"
+
+
 class WebhookSettings(Model):
     enabled: bool = False
-    """Off by default: with Gateway OSS the injector can only add the mesh host alias (its sidecar image loads
-    APIs from a Tyk Dashboard), so turn it on knowingly."""
+    """The service mesh: the controller injects a Gateway OSS sidecar into pods labelled
+    `injector.tyk.io/inject: "true"` and maintains their egress routes (docs/mesh.md). Needs the controller."""
     failure_policy: Literal["Ignore", "Fail"] = "Ignore"
-    """Ignore by default: an unreachable injector must not block the creation of every opted-in pod."""
-    timeout_seconds: int = Field(default=5, ge=1, le=30)
+    """Ignore: while no controller replica answers, opted-in pods start without the sidecar (and get an Event).
+    Fail: they are not created at all until one answers (also during the controller's own rollout)."""
+    timeout_seconds: int = Field(default=5, ge=1, le=5)
     """How long the API server waits for the injector before applying the failure policy."""
     cert_validity_hours: int = Field(default=8760, ge=24)
-    """Validity of the serving certificate; a `pulumi up` in its last quarter renews it."""
+    """Validity of the serving certificate; a `pulumi up` in its last quarter renews it (no restart needed)."""
+    reload_delay_seconds: float = Field(default=90.0, ge=0, le=600)
+    """After the egress routes change, wait this long (kubelet's ConfigMap propagation) before the group reload."""
+    sidecar_resources: SidecarResources = SidecarResources()
+    """Requests/limits of each injected sidecar."""
 
 
 _IMAGE_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")

@@ -1,18 +1,13 @@
-"""The tyk-k8s sidecar injector's admission webhook: its CA and serving certificate, Service and configuration.
+"""The mesh's sidecar-injector webhook: its CA and serving certificate, Service and MutatingWebhookConfiguration.
 
-Read in TykTechnologies/tyk-k8s (archived), which is what the API server ends up talking to:
-
-- `cmd/start.go`: the controller serves the webhook at `POST /inject` on `Server.addr`, with TLS from
-  `Server.certFile`/`Server.keyFile` (`webserver/server.go`; plain HTTP when no cert file is set).
-- `injector/injector.go`: `mutate` handles only the kinds `Pod` and `Service`; any other kind (a Deployment)
-  gets `allowed: false` ("type not supported"), i.e. the request is *denied*. Opt-in is the annotation
-  `injector.tyk.io/inject` (`y`/`yes`/`true`/`on`) on the Pod (a Deployment's pod template) or Service; the
-  Pod needs an `app` label; `injector.tyk.io/route` (optional) names the mesh route. It speaks
-  the beta AdmissionReview version only and answers without apiVersion/kind, which the API server
-  accepts for beta reviews but not for v1 ones. kube-system and kube-public are skipped by the handler too.
+The webhook is served by the project's controller image (`tyk_controller.mesh.server`, every replica) over
+TLS: `POST /mutate-pods` decodes and answers `admission.k8s.io/v1` AdmissionReviews for Pod CREATE and
+never denies (a bad opt-in is an admission warning plus an Event). docs/mesh.md has the design.
 
 Certificates come from pulumi-tls (no shell scripts, no CertificateSigningRequest round trip): a CA and a serving
 certificate for `<service>.<namespace>.svc`, the name the API server dials and verifies for a service reference.
+The controller re-reads the mounted pair when kubelet updates the Secret, so a renewal needs no restart; the
+stack exports when the serving certificate expires.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import pulumi
@@ -27,21 +23,38 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.settings import WebhookSettings
+from tyk_controller.config import WebhookServer
+from tyk_controller.mesh.config import CLUSTER_RULES as MESH_CLUSTER_RULES
+from tyk_controller.mesh.config import (
+    INJECT_ANNOTATION,
+    INJECT_LABEL,
+    REDIS_PASSWORD_ENV,
+    ROUTE_ANNOTATION,
+    SYSTEM_NAMESPACES,
+    MeshConfig,
+    SidecarResources,
+)
+from tyk_controller.rbac import Rule
 
-SERVICE_NAME = "tyk-k8s-webhook"
-TLS_SECRET_NAME = "tyk-k8s-webhook-tls"
-CONFIGURATION_PREFIX = "tyk-k8s-sidecar-injector-"
+__all__ = ["INJECT_ANNOTATION", "ROUTE_ANNOTATION"]
+
+SERVICE_NAME = "tyk-controller-webhook"
+TLS_SECRET_NAME = "tyk-controller-webhook-tls"
+CONFIGURATION_PREFIX = "tyk-mesh-injector-"
 """The MutatingWebhookConfiguration is cluster-scoped: its name ends with the controller's namespace."""
-WEBHOOK_NAME = "sidecar-injector.tyk.io"
-WEBHOOK_PATH = "/inject"
+WEBHOOK_NAME = "injector.mesh.tyk.io"
+SERVER = WebhookServer()
+"""Where the controller serves the webhook: port, path, and the mounted certificate files."""
+WEBHOOK_PATH = SERVER.path
+CERTS_DIR = str(PurePosixPath(SERVER.cert_file).parent)
+"""Mount the TLS Secret here (its `tls.crt`/`tls.key` are the files `SERVER` names)."""
 SERVICE_PORT = 443
+GATEWAY_IMAGE = "docker.tyk.io/tyk-gateway/tyk-gateway"
+"""The image the `tyk-oss` chart runs (components/tyk-gateway values `image.repository`): the sidecar's."""
 
-INJECT_ANNOTATION = "injector.tyk.io/inject"
-ROUTE_ANNOTATION = "injector.tyk.io/route"
-OPT_IN_LABEL = INJECT_ANNOTATION
+OPT_IN_LABEL = INJECT_LABEL
 """Label the API server filters on before it calls the webhook (see `_object_selector`); value `true`."""
 OPT_IN_VALUE = "true"
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set by the API server on every namespace (Kubernetes >= 1.21) and not editable: safe to select on."""
 
@@ -58,6 +71,91 @@ def object_name(resource: Any, fallback: pulumi.Input[str]) -> pulumi.Output[str
     return pulumi.Output.all(resource.metadata, fallback).apply(
         lambda parts: (parts[0] or {}).get("name") or parts[1]
     )
+
+
+def mesh_config(
+    settings: WebhookSettings,
+    *,
+    gateway_image_tag: str,
+    redis_addrs: Sequence[str],
+    org_id: str,
+    redis_tls: bool = False,
+    redis_cluster: bool = False,
+) -> MeshConfig:
+    """The controller config's `mesh` section: the sidecar is the gateways' own image and version, on their
+    Redis (the gateway refuses to run without one)."""
+    resources = settings.sidecar_resources
+    return MeshConfig(
+        sidecar_image=f"{GATEWAY_IMAGE}:{gateway_image_tag}",
+        redis_addrs=list(redis_addrs),
+        redis_tls=redis_tls,
+        redis_cluster=redis_cluster,
+        org_id=org_id,
+        reload_delay_seconds=settings.reload_delay_seconds,
+        resources=SidecarResources(
+            cpu_request=resources.cpu_request,
+            memory_request=resources.memory_request,
+            memory_limit=resources.memory_limit,
+        ),
+    )
+
+
+def qualified_address(address: str, namespace: str) -> str:
+    """`redis-master:6379` -> `redis-master.<namespace>.svc:6379`: resolvable from any namespace. Addresses
+    that already have a dot (a FQDN, an IP, a managed Redis) are left alone."""
+    host, _, port = address.rpartition(":")
+    if not host:
+        host, port = address, ""
+    if "." in host or host.startswith("["):
+        return address
+    return f"{host}.{namespace}.svc" + (f":{port}" if port else "")
+
+
+@dataclass(frozen=True)
+class MeshHooks:
+    """What the mesh adds to the controller (through `IngressControllerArgs`' hook points)."""
+
+    config_fields: Mapping[str, Any] = field(default_factory=dict)
+    """`{"mesh": MeshConfig}` for the controller's config file."""
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
+    """The gateways' Redis password (copied into meshed namespaces' `tyk-mesh` Secret)."""
+    cluster_rules: tuple[Rule, ...] = ()
+    """The routes reconciler's RBAC (`tyk_controller.mesh.config.CLUSTER_RULES`)."""
+
+
+def mesh_hooks(
+    settings: WebhookSettings,
+    *,
+    namespace: str,
+    gateway_image_tag: str,
+    redis_addrs: Sequence[str],
+    redis_password_secret: tuple[pulumi.Input[str], str],
+    org_id: str,
+    redis_tls: bool = False,
+    redis_cluster: bool = False,
+) -> MeshHooks:
+    """The mesh's config section, environment and grants; nothing when the webhook is off."""
+    if not settings.enabled:
+        return MeshHooks()
+    if not redis_addrs:
+        raise ValueError("controller.webhook: the mesh sidecars need the gateways' Redis (no Redis address)")
+    secret_name, secret_key = redis_password_secret
+    mesh = mesh_config(
+        settings,
+        gateway_image_tag=gateway_image_tag,
+        # Sidecars run in other namespaces: a short Service name must carry the namespace.
+        redis_addrs=[qualified_address(addr, namespace) for addr in redis_addrs],
+        org_id=org_id,
+        redis_tls=redis_tls,
+        redis_cluster=redis_cluster,
+    )
+    password = k8s.core.v1.EnvVarArgs(
+        name=REDIS_PASSWORD_ENV,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=secret_key)
+        ),
+    )
+    return MeshHooks({"mesh": mesh}, [password], MESH_CLUSTER_RULES)
 
 
 def service_dns_name(service_name: str, namespace: str) -> str:
@@ -102,7 +200,9 @@ class WebhookCertificates(pulumi.ComponentResource):
     ca_bundle: pulumi.Output[str]
     """`ca_cert_pem` base64-encoded, as `clientConfig.caBundle` expects it."""
     cert_pem: pulumi.Output[str]
-    """The serving certificate (PEM); its hash restarts the controller when it is renewed."""
+    """The serving certificate (PEM)."""
+    expires_at: pulumi.Output[str]
+    """RFC 3339 time the serving certificate expires (exported by the stack)."""
 
     def __init__(
         self, name: str, args: WebhookCertificatesArgs, opts: pulumi.ResourceOptions | None = None
@@ -120,7 +220,7 @@ class WebhookCertificates(pulumi.ComponentResource):
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             subject=tls.SelfSignedCertSubjectArgs(
-                common_name=pulumi.Output.concat("tyk-k8s webhook CA (", args.namespace, ")"),
+                common_name=pulumi.Output.concat("tyk-aks mesh webhook CA (", args.namespace, ")"),
                 organization="tyk-aks",
             ),
             allowed_uses=CA_USES,
@@ -148,6 +248,7 @@ class WebhookCertificates(pulumi.ComponentResource):
         )
         self.ca_cert_pem = ca_cert.cert_pem
         self.cert_pem = cert.cert_pem
+        self.expires_at = cert.validity_end_time
         self.ca_bundle = ca_cert.cert_pem.apply(lambda pem: base64.b64encode((pem or "").encode()).decode())
 
         secret = k8s.core.v1.Secret(
@@ -169,17 +270,14 @@ class WebhookCertificates(pulumi.ComponentResource):
                 "ca_cert_pem": self.ca_cert_pem,
                 "ca_bundle": self.ca_bundle,
                 "cert_pem": self.cert_pem,
+                "expires_at": self.expires_at,
             }
         )
 
 
 def _object_selector(require_label: bool) -> k8s.meta.v1.LabelSelectorArgs | None:
-    # An objectSelector sees labels only, and the controller's opt-in is an annotation that it checks itself
-    # (injector.mutationRequired). Requiring the label as well means the API server never even calls the
-    # webhook for a workload that didn't opt in: an outage or a slow webhook can't touch those, and neither can
-    # the handler's own errors, which it returns as denials (allowed: false) that failurePolicy doesn't cover.
-    # An opted-in workload therefore carries both: label `injector.tyk.io/inject: "true"` (the filter) and the
-    # annotation of the same name (what the controller acts on).
+    # An objectSelector sees labels only: requiring the opt-in label means the API server never even calls the
+    # webhook for a pod that didn't opt in, so an outage or a slow webhook can't touch those pods.
     if not require_label:
         return None
     return k8s.meta.v1.LabelSelectorArgs(match_labels={OPT_IN_LABEL: OPT_IN_VALUE})
@@ -197,6 +295,7 @@ class SidecarInjectorWebhookArgs:
     ca_bundle: pulumi.Input[str]
     """Base64 PEM of the CA that signed the serving certificate (`WebhookCertificates.ca_bundle`)."""
     service_name: str = SERVICE_NAME
+    path: str = WEBHOOK_PATH
     labels: Mapping[str, str] = field(default_factory=dict)
     require_opt_in_label: bool = True
     """Also require the opt-in label (objectSelector) before the API server calls the webhook."""
@@ -240,21 +339,19 @@ class SidecarInjectorWebhook(pulumi.ComponentResource):
 
         webhook = k8s.admissionregistration.v1.MutatingWebhookArgs(
             name=WEBHOOK_NAME,
-            # The handler decodes and answers beta AdmissionReviews only (injector.Serve).
-            admission_review_versions=["v1beta1"],
+            # tyk_controller.mesh.server decodes and answers admission.k8s.io/v1 only.
+            admission_review_versions=["v1"],
             client_config=k8s.admissionregistration.v1.WebhookClientConfigArgs(
                 ca_bundle=args.ca_bundle,
                 service=k8s.admissionregistration.v1.ServiceReferenceArgs(
                     name=object_name(service, args.service_name),
                     namespace=args.namespace,
-                    path=WEBHOOK_PATH,
+                    path=args.path,
                     port=SERVICE_PORT,
                 ),
             ),
-            # Pods, not Deployments: the handler only patches Pods (the pod template's annotations reach it on
-            # the ReplicaSet's pod creation) and denies every other kind. CREATE only: it replaces /spec, which
-            # a Pod update may not change. Services (which it rewrites to the sidecar's port 8080) are left out
-            # while no sidecar container is configured: the rewrite would cut an opted-in Service off its pods.
+            # Pods on CREATE only: a Deployment's pod template reaches the webhook in each Pod it creates, and the
+            # patch adds containers and volumes, which a Pod update may not change.
             rules=[
                 k8s.admissionregistration.v1.RuleWithOperationsArgs(
                     operations=["CREATE"],
@@ -264,14 +361,16 @@ class SidecarInjectorWebhook(pulumi.ComponentResource):
                     scope="Namespaced",
                 )
             ],
-            # `Ignore` (the default) lets Pods be created without the sidecar while the controller is down or
-            # being replaced (its Deployment uses Recreate); `Fail` would block every opted-in Pod meanwhile.
+            # `Ignore` (the default): while no controller replica answers, opted-in Pods are created without the
+            # sidecar (the routes reconciler then reports them with a NotInjected Event). `Fail` guarantees the
+            # sidecar but blocks every opted-in Pod, including during a rollout of the controller itself.
             failure_policy=settings.failure_policy,
-            # admissionregistration/v1 allows only None/NoneOnDryRun. The handler writes nothing in the cluster;
-            # with `Injector.createRoutes` (off here) it would create gateway routes even on dry runs.
+            # The handler writes nothing: Events about bad opt-ins come later, from the reconciler.
             side_effects="None",
             timeout_seconds=settings.timeout_seconds,
             match_policy="Equivalent",
+            # The handler never patches a Pod that already has the sidecar, so a reinvocation would be a no-op:
+            # Never spares the API server the call.
             reinvocation_policy="Never",
             # Never the controller's own namespace (the webhook must not gate its own pods) nor the system ones.
             namespace_selector=k8s.meta.v1.LabelSelectorArgs(

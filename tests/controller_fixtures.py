@@ -18,6 +18,7 @@ import yaml
 import offline.tls_outputs  # noqa: F401  (real keys and certificates for the pulumi-tls types)
 from components.controller import PROJECT_TEMPLATES_DIR, IngressController, IngressControllerArgs
 from components.settings import ControllerSettings
+from components.webhook import mesh_hooks
 from offline.mocks import OfflineMocks, RecordedResource, RecordingMonitor, reveal
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -29,6 +30,8 @@ GATEWAY_SECRET_VALUE = "gateway-admin-secret-0f3c9a"
 COMPONENT = "ingress-controller"
 IMAGE = "registry.example.com/tyk-controller@sha256:" + "ab" * 32
 PUBLISH_SERVICE = "tyk/tyk-gateway-entry"
+REDIS_ADDR = "redis-master.tyk.svc:6379"
+REDIS_SECRET_NAME = "redis-password"
 
 
 @dataclass
@@ -92,24 +95,39 @@ def build(
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_SECRET_NAME, namespace=namespace),
             string_data={"APISecret": pulumi.Output.secret(GATEWAY_SECRET_VALUE)},
         )
+        controller_settings = ControllerSettings.model_validate(
+            {
+                "enabled": True,
+                "watchNamespaces": list(watch_namespaces),
+                "image": {"source": "prebuilt", "reference": image},
+                **(settings or {}),
+            }
+        )
+        mesh = mesh_hooks(
+            controller_settings.webhook,
+            namespace=namespace,
+            gateway_image_tag="v5.13.1",
+            redis_addrs=[REDIS_ADDR],
+            redis_password_secret=(REDIS_SECRET_NAME, "redis-password"),
+            org_id=controller_settings.org_id,
+        )
         controller = IngressController(
             COMPONENT,
             IngressControllerArgs(
                 namespace=namespace,
-                settings=ControllerSettings.model_validate(
-                    {
-                        "enabled": True,
-                        "watchNamespaces": list(watch_namespaces),
-                        "image": {"source": "prebuilt", "reference": image},
-                        **(settings or {}),
-                    }
-                ),
+                settings=controller_settings,
                 gateway_control_url=pulumi.Output.from_input(CONTROL_URL),
                 api_secret_name=gateway_secret.metadata.apply(lambda m: m["name"]),
                 image=image,
                 publish_service=publish_service,
                 templates_dir=templates_dir,
-                **hooks,
+                # The mesh's hooks as the program passes them, unless the test gives its own.
+                **{
+                    "config_fields": mesh.config_fields,
+                    "extra_env": mesh.env,
+                    "extra_cluster_rules": mesh.cluster_rules,
+                    **hooks,
+                },
             ),
         )
         holder.append(controller)

@@ -63,6 +63,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, subresources=("status",)),
     ResourceType("", "v1", "services", "Service", True, subresources=("status",)),
     ResourceType("", "v1", "secrets", "Secret", True),
+    ResourceType("", "v1", "configmaps", "ConfigMap", True),
     ResourceType("", "v1", "pods", "Pod", True, subresources=("status",)),
     ResourceType("", "v1", "events", "Event", True),
     ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, subresources=("status",)),
@@ -101,6 +102,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def _label_selector(text: str) -> dict[str, str]:
+    """Equality-based label selectors (``a=b,c==d``), as ``labels.Parse`` reads them; sets are not needed."""
+    selector = {}
+    for requirement in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = requirement.replace("==", "=").partition("=")
+        selector[key.strip()] = value.strip()
+    return selector
 
 
 def legacy_event_problems(event: Mapping[str, Any], namespace: str) -> list[str]:
@@ -152,12 +162,19 @@ class Identity:
     namespace_rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)  # namespace -> rules (Role)
     cluster_rules: tuple[Rule, ...] = ()  # ClusterRole bound cluster-wide
 
-    def allows(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
-        if any(rule.allows(group, resource, verb) for rule in self.cluster_rules):
+    def allows(
+        self, verb: str, group: str, resource: str, namespace: str | None, name: str | None = None
+    ) -> bool:
+        def granted(rule: Rule) -> bool:
+            # RBAC's resourceNames match only requests that name the object (never list/watch/create).
+            names_ok = not rule.resource_names or (name is not None and name in rule.resource_names)
+            return rule.allows(group, resource, verb) and names_ok
+
+        if any(granted(rule) for rule in self.cluster_rules):
             return True
         if namespace is None:
             return False
-        return any(rule.allows(group, resource, verb) for rule in self.namespace_rules.get(namespace, ()))
+        return any(granted(rule) for rule in self.namespace_rules.get(namespace, ()))
 
 
 class _Watch:
@@ -439,7 +456,7 @@ class KubeApiDouble:
         resource = rtype.plural + (f"/{subresource}" if subresource else "")
         record.verb, record.group, record.resource = verb, rtype.group, resource
         record.namespace, record.name = namespace, name
-        if not identity.allows(verb, rtype.group, resource, namespace):
+        if not identity.allows(verb, rtype.group, resource, namespace, name):
             group_part = f'in API group "{rtype.group}"'
             where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
             qualified = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
@@ -559,8 +576,12 @@ class KubeApiDouble:
         ns = namespace or ""
         if method == "GET" and name is None:
             items = []
+            selector = _label_selector(request.query.get("labelSelector", ""))
             for (obj_ns, _), obj in sorted(store.items()):
-                if namespace is None or obj_ns == namespace:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                if (namespace is None or obj_ns == namespace) and all(
+                    labels.get(k) == v for k, v in selector.items()
+                ):
                     item = copy.deepcopy(obj)
                     item.pop("apiVersion", None)
                     item.pop("kind", None)

@@ -10,8 +10,12 @@ matched), so a permission the program forgets to grant fails here.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 import requests
 import yaml
@@ -26,13 +31,18 @@ import yaml
 from offline.mocks import reveal
 from offline.plan import PROJECT_DIR, Plan
 from tests.conftest import STACKS, stack_plan
+from tests.controller.mesh_fixtures import SERVICE_DNS, Pki, admission_review, app_pod, make_pki
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
+from tyk_controller.mesh.config import REDIS_PASSWORD_ENV, MeshConfig
+from tyk_controller.mesh.sidecar import plan_injection
 from tyk_controller.rbac import Rule
 from tyk_controller.translate import owner_of
 
 LB_ADDRESS = "172.18.0.240"
 POD = "tyk-controller-6d9f-abcde"
+MESH_NAMESPACE = "shop"
+REDIS_PASSWORD = "planned-redis-password"
 
 
 def _bodies(plan: Plan, kind: str) -> list[dict[str, Any]]:
@@ -46,7 +56,15 @@ def planned_identity(plan: Plan, namespace: str, account: str) -> Identity:
     subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace}
 
     def rules(raw: list[dict[str, Any]]) -> tuple[Rule, ...]:
-        return tuple(Rule(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in raw)
+        return tuple(
+            Rule(
+                tuple(r["apiGroups"]),
+                tuple(r["resources"]),
+                tuple(r["verbs"]),
+                tuple(r.get("resourceNames") or ()),
+            )
+            for r in raw
+        )
 
     identity = Identity(user=f"system:serviceaccount:{namespace}:{account}")
     for binding in _bodies(plan, "RoleBinding"):
@@ -63,6 +81,29 @@ def planned_identity(plan: Plan, namespace: str, account: str) -> Identity:
         if subject in binding["subjects"]:
             identity.cluster_rules += rules(cluster_roles[binding["roleRef"]["name"]])
     return identity
+
+
+def _check_mesh(api: KubeApiDouble, config: dict[str, Any], pki: Pki, tmp_path: Path) -> None:
+    """The planned controller's mesh: the webhook answers a real review over HTTPS (verified with its CA), and
+    the routes reconciler gives the meshed namespace its Secret and routes within the planned RBAC."""
+    context = ssl.create_default_context(cadata=pki.ca_pem.decode())
+    review = admission_review(app_pod("web"), namespace=MESH_NAMESPACE)
+    url = f"https://127.0.0.1:{config['webhook']['port']}{config['webhook']['path']}"
+    raw = socket.create_connection(("127.0.0.1", config["webhook"]["port"]), timeout=5)
+    connection = http.client.HTTPSConnection(
+        SERVICE_DNS, config["webhook"]["port"], timeout=5, context=context
+    )
+    connection.sock = context.wrap_socket(raw, server_hostname=SERVICE_DNS)
+    connection.request("POST", config["webhook"]["path"], body=json.dumps(review))
+    answer = json.loads(connection.getresponse().read())
+    connection.close()
+    assert answer["response"]["allowed"] is True and answer["response"]["patchType"] == "JSONPatch", url
+    secret = _wait_for(lambda: api.get("v1", "Secret", MESH_NAMESPACE, "tyk-mesh"), "the mesh Secret")
+    assert base64.b64decode(secret["data"]["redisPassword"]).decode() == REDIS_PASSWORD
+    routes = _wait_for(
+        lambda: api.get("v1", "ConfigMap", MESH_NAMESPACE, "tyk-mesh-routes"), "the mesh routes ConfigMap"
+    )
+    assert set(routes["data"]) == {"orders.route.json"}
 
 
 def _free_port() -> int:
@@ -146,11 +187,40 @@ def test_the_planned_deployment_serves_the_simple_example(
             process_env[name] = item["value"]
         elif "fieldRef" in source:
             process_env[name] = field_values[source["fieldRef"]["fieldPath"]]
-        else:
-            assert source["secretKeyRef"]["key"] == "APISecret"  # the gateway's own Secret
+        elif source["secretKeyRef"]["key"] == "APISecret":  # the gateway's own Secret
             process_env[name] = gateway.secret
+        else:  # the mesh: the gateways' Redis password, copied into meshed namespaces
+            assert (name, source["secretKeyRef"]["key"]) == (REDIS_PASSWORD_ENV, "redis-password")
+            process_env[name] = REDIS_PASSWORD
+    # The mesh webhook's serving pair where the planned Secret volume would put it, on a free port.
+    if config.get("webhook"):
+        pki = make_pki(tmp_path / "webhook")
+        config["webhook"] |= {
+            "certFile": str(pki.cert_file),
+            "keyFile": str(pki.key_file),
+            "port": _free_port(),
+        }
+        (tmp_path / "config.json").write_text(json.dumps(config))
     process_env["TYK_CONTROLLER_CONFIG"] = str(tmp_path / "config.json")
     process_env["KUBECONFIG"] = str(tmp_path / "kubeconfig")  # outside a pod: no mounted token
+
+    if config.get("mesh"):
+        # A pod the webhook injected, and its Service, already there when the controller starts.
+        mesh = MeshConfig.model_validate(config["mesh"])
+        pod = app_pod("orders")
+        patch = plan_injection(pod, MESH_NAMESPACE, mesh).patch
+        assert patch is not None
+        injected = jsonpatch.apply_patch(pod, patch)
+        injected["metadata"] |= {"name": "orders-1", "namespace": MESH_NAMESPACE}
+        api.apply({**injected, "status": {"phase": "Running"}})
+        api.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "orders", "namespace": MESH_NAMESPACE},
+                "spec": {"selector": {"app": "orders"}, "ports": [{"port": 80, "targetPort": "http"}]},
+            }
+        )
 
     # The image's entry point (tests/test_image.py ties it to the Dockerfile).
     log = tmp_path / "controller.log"
@@ -187,6 +257,8 @@ def test_the_planned_deployment_serves_the_simple_example(
         )
         lease = api.get("coordination.k8s.io/v1", "Lease", namespace, config["leaderElection"]["leaseName"])
         assert lease is not None and lease["spec"]["holderIdentity"] == POD
+        if config.get("webhook"):
+            _check_mesh(api, config, pki, tmp_path)
         forbidden = [f"{r.verb} {r.resource} {r.namespace}" for r in api.requests if r.status == 403]
         assert forbidden == [], f"the planned RBAC refused: {forbidden}"
     finally:

@@ -15,11 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.webhook import OPT_IN_LABEL, renewal_hours
+from components.settings import WebhookSettings
+from components.webhook import OPT_IN_LABEL, mesh_config, qualified_address, renewal_hours
 from offline import tls_outputs
 from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
-from tests.controller_fixtures import NAMESPACE, Built, example_documents
+from tests.controller_fixtures import NAMESPACE, Built
 from tests.controller_fixtures import build as build_controller
+from tyk_controller.config import WebhookServer
 
 CONFIGURATION = "kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"
 SECRET = "kubernetes:core/v1:Secret"
@@ -83,7 +85,7 @@ def test_serving_certificate_names_the_service_the_api_server_calls(namespace: s
     serving = _certificate(_tls_secret(built)["stringData"]["tls.crt"])
     reference = _webhook(built)["clientConfig"]["service"]
     dns_name = f"{reference['name']}.{reference['namespace']}.svc"
-    assert dns_name == f"tyk-k8s-webhook.{namespace}.svc"
+    assert dns_name == f"tyk-controller-webhook.{namespace}.svc"
     assert _dns_names(serving) == [dns_name]
     assert serving.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == dns_name
 
@@ -97,7 +99,7 @@ def test_serving_certificate_names_the_service_the_api_server_calls(namespace: s
         service["spec"]["selector"].items()
         <= built.deployment()["spec"]["template"]["metadata"]["labels"].items()
     )
-    assert reference["path"] == "/inject"  # cmd/start.go: AddRoute("POST", "/inject", ...)
+    assert reference["path"] == WebhookServer().path  # where tyk_controller.mesh.server serves it
 
 
 def test_tls_secret_is_mounted_where_the_controller_reads_its_certificate() -> None:
@@ -170,7 +172,7 @@ def test_webhook_is_safe_by_default() -> None:
     assert webhook["sideEffects"] == "None"
     assert webhook["timeoutSeconds"] == 5
     assert webhook["failurePolicy"] == "Ignore"
-    assert webhook["admissionReviewVersions"] == ["v1beta1"]  # the handler decodes and answers v1beta1 only
+    assert webhook["admissionReviewVersions"] == ["v1"]  # the server decodes and answers v1 only
     assert webhook["reinvocationPolicy"] == "Never"
     # Pods on creation only: the handler denies any other kind, Deployments included.
     assert webhook["rules"] == [
@@ -190,6 +192,32 @@ def test_failure_policy_and_timeout_are_configurable() -> None:
     assert (webhook["failurePolicy"], webhook["timeoutSeconds"]) == ("Fail", 3)
 
 
+def test_timeout_stays_at_most_five_seconds() -> None:
+    with pytest.raises(ValueError, match=r"timeout_seconds|timeoutSeconds"):
+        WebhookSettings.model_validate({"timeoutSeconds": 10})
+
+
+def test_serving_certificate_expiry_is_an_output() -> None:
+    built = build()
+    [certificates] = built.of_type("tyk-aks:index:WebhookCertificates")
+    [signed] = built.of_type(tls_outputs.LOCALLY_SIGNED_CERT)
+    serving = _certificate(_tls_secret(built)["stringData"]["tls.crt"])
+    expires = datetime.datetime.fromisoformat(signed.outputs["validityEndTime"].replace("Z", "+00:00"))
+    assert abs(expires - serving.not_valid_after_utc) < datetime.timedelta(seconds=1)
+    assert certificates is not None
+
+
+def test_mesh_config_runs_the_gateways_own_image_on_their_redis() -> None:
+    mesh = mesh_config(
+        WebhookSettings(reload_delay_seconds=30),
+        gateway_image_tag="v5.13.1",
+        redis_addrs=["r:6379"],
+        org_id="o",
+    )
+    assert mesh.sidecar_image == "docker.tyk.io/tyk-gateway/tyk-gateway:v5.13.1"
+    assert (mesh.redis_addrs, mesh.org_id, mesh.reload_delay_seconds) == (["r:6379"], "o", 30)
+
+
 @pytest.mark.parametrize("namespace", [NAMESPACE, "platform"])
 def test_webhook_never_applies_to_its_own_or_system_namespaces(namespace: str) -> None:
     built = build(namespace=namespace)
@@ -199,7 +227,7 @@ def test_webhook_never_applies_to_its_own_or_system_namespaces(namespace: str) -
     assert {namespace, "kube-system", "kube-public"} <= set(expression["values"])
     assert "demo" not in expression["values"]  # the examples' namespace is served
     configuration = reveal(built.one(CONFIGURATION).inputs)
-    assert configuration["metadata"]["name"] == f"tyk-k8s-sidecar-injector-{namespace}"  # cluster-scoped
+    assert configuration["metadata"]["name"] == f"tyk-mesh-injector-{namespace}"  # cluster-scoped
 
 
 def test_webhook_configuration_is_created_after_the_controller_runs() -> None:
@@ -228,24 +256,34 @@ def test_disabled_webhook_leaves_no_trace() -> None:
     assert config["webhook"] is None
     assert all(m["name"] != "webhook-certs" for m in built.container()["volumeMounts"])
     assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
+    # Nor the mesh: no config section, no Redis password, no grants.
+    assert config.get("mesh") is None
+    assert all(e["name"] != "TYK_CONTROLLER_REDIS_PASSWORD" for e in built.container()["env"])
+    for role in built.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"):
+        for rule in reveal(role.inputs)["rules"]:
+            assert not {"pods", "configmaps"} & set(rule["resources"])
+            assert "create" not in rule["verbs"] or "secrets" not in rule["resources"]
 
 
-def test_example_deployment_is_opted_in_the_way_the_webhook_selects() -> None:
-    deployments = [
-        d for name, d in example_documents() if name == "mesh-deployment.yaml" and d["kind"] == "Deployment"
+def test_enabled_webhook_brings_the_mesh_and_no_restart_on_renewal() -> None:
+    built = build()
+    config = json.loads(built.config_map("tyk-controller-config")["config.json"])
+    assert config["mesh"]["redisAddrs"] and config["webhook"]["path"] == "/mutate-pods"
+    [password] = [e for e in built.container()["env"] if e["name"] == "TYK_CONTROLLER_REDIS_PASSWORD"]
+    assert "secretKeyRef" in password["valueFrom"]
+    # The server reloads a renewed certificate itself: no checksum annotation rolls the pods.
+    assert "checksum/webhook-cert" not in built.deployment()["spec"]["template"]["metadata"]["annotations"]
+    [role] = built.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    # (The ingress controller's own list/watch of Secrets is there too when it watches every namespace.)
+    secret_rules = [
+        r
+        for r in reveal(role.inputs)["rules"]
+        if "secrets" in r["resources"] and ("create" in r["verbs"] or r.get("resourceNames"))
     ]
-    assert deployments
-    for deployment in deployments:
-        template = deployment["spec"]["template"]["metadata"]
-        assert template["labels"][OPT_IN_LABEL] == "true"  # objectSelector (labels only)
-        assert template["annotations"]["injector.tyk.io/inject"] in {
-            "y",
-            "yes",
-            "true",
-            "on",
-        }  # the controller
-        assert "app" in template["labels"]  # createServiceRoutes needs it
-        assert deployment["metadata"]["namespace"] not in {NAMESPACE, "kube-system", "kube-public"}
+    assert {tuple(r["verbs"]): r.get("resourceNames") for r in secret_rules} == {
+        ("create",): None,
+        ("get", "update", "delete"): ["tyk-mesh"],
+    }
 
 
 # --- the offline pulumi-tls outputs themselves ---------------------------------------------------------------
@@ -355,3 +393,50 @@ def test_offline_signing_with_the_wrong_ca_key_fails() -> None:
 
     with pytest.raises(Exception, match="does not match the public key"):
         _run_tls(declare)
+
+
+def test_redis_addresses_resolve_from_any_namespace() -> None:
+    assert qualified_address("tyk-redis-master:6379", "tyk") == "tyk-redis-master.tyk.svc:6379"
+    assert qualified_address("redis.example.net:6380", "tyk") == "redis.example.net:6380"
+    assert qualified_address("10.0.0.5:6379", "tyk") == "10.0.0.5:6379"
+    built = build()
+    [config_map] = [
+        r for r in built.of_type("kubernetes:core/v1:ConfigMap") if "config.json" in r.inputs["data"]
+    ]
+    config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
+    assert all(".svc:" in addr or addr.count(".") >= 3 for addr in config["mesh"]["redisAddrs"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_mesh_is_on_in_dev_and_prod(stack: str) -> None:
+    from tests.conftest import stack_plan
+
+    plan = stack_plan(stack)
+    [configuration] = plan.find(CONFIGURATION)
+    [webhook] = reveal(configuration.inputs)["webhooks"]
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    [config_map] = [
+        r for r in plan.find("kubernetes:core/v1:ConfigMap") if "config.json" in (r.inputs.get("data") or {})
+    ]
+    config = json.loads(reveal(config_map.inputs)["data"]["config.json"])
+    assert config["webhook"]["path"] == webhook["clientConfig"]["service"]["path"]
+    assert config["mesh"]["sidecarImage"].startswith("docker.tyk.io/tyk-gateway/tyk-gateway:")
+    # As the gateways reach Redis: the same Redis (by a name that resolves from any namespace), TLS, cluster mode.
+    [gateway_redis] = [
+        values["global"]["redis"]
+        for release in plan.find("kubernetes:helm.sh/v3:Release")
+        if "redis" in (values := reveal(release.inputs).get("values") or {}).get("global", {})
+    ]
+    mesh = config["mesh"]
+
+    def short(addr: str) -> tuple[str, str]:
+        host, _, port = addr.rpartition(":")
+        return host.split(".")[0], port
+
+    assert [short(a) for a in mesh["redisAddrs"]] == [short(a) for a in gateway_redis["addrs"]]
+    assert mesh["redisTls"] == bool(gateway_redis.get("useSSL"))
+    assert mesh["redisCluster"] == bool(gateway_redis.get("enableCluster"))
+    for addr in mesh["redisAddrs"]:
+        host = addr.rpartition(":")[0]
+        assert ".svc" in host or host.count(".") >= 2, addr
+    assert "webhook_certificate_expires_at" in plan.outputs

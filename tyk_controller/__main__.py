@@ -70,6 +70,10 @@ async def _main(
 ) -> int:
     gateway = GatewayClient(config.gateway_url, secret, config.gateway_client)
     controller = Controller(config, gateway, translator, pod_name, pod_namespace)
+    from .mesh.runtime import MeshRuntime
+
+    mesh = MeshRuntime(config, controller.kube, gateway, lambda: controller.is_leader, pod_namespace)
+    await mesh.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, controller.stop.set)
@@ -87,6 +91,8 @@ async def _main(
     except RuntimeError as error:
         log.error("stopped: %s", error)
         return 1
+    finally:
+        await mesh.stop()
     log.info("stopped")
     return 0
 
@@ -109,6 +115,10 @@ def main() -> int:
             f"leader election needs {POD_NAME_ENV_VAR} and {POD_NAMESPACE_ENV_VAR} (downward API); "
             "set them or disable leaderElection"
         )
+    if config is not None:
+        from .mesh.runtime import mesh_problems
+
+        problems.extend(mesh_problems(config))
     translator: Translator | None = None
     if config is not None:
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from tyk_controller.mesh.config import MeshConfig
 from tyk_gateway.client import ClientSettings
 
 CONFIG_ENV_VAR = "TYK_CONTROLLER_CONFIG"
@@ -59,6 +60,8 @@ class WebhookServer(_Model):
     port: int = Field(default=9443, ge=1, le=65535)
     cert_file: str = "/etc/tyk-controller/webhook/tls.crt"
     key_file: str = "/etc/tyk-controller/webhook/tls.key"
+    path: str = "/mutate-pods"
+    """The URL path the MutatingWebhookConfiguration calls."""
 
 
 class ControllerConfig(_Model):
@@ -84,6 +87,8 @@ class ControllerConfig(_Model):
     health_port: int = Field(default=8081, ge=1, le=65535)
     """``GET /healthz`` (liveness) and ``GET /readyz`` (readiness)."""
     webhook: WebhookServer | None = None
+    mesh: MeshConfig | None = None
+    """The service mesh (sidecar settings, egress routes); the webhook injects sidecars only with it set."""
     gateway_client: ClientSettings = ClientSettings()
     debounce_seconds: float = Field(default=0.5, ge=0)
     """Changes arriving within this window are reconciled as one batch."""

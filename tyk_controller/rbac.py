@@ -32,6 +32,8 @@ class Rule:
     api_groups: tuple[str, ...]
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
+    """Limits the rule to these object names (a ClusterRole's `resourceNames`); () means any name."""
 
     def allows(self, api_group: str, resource: str, verb: str) -> bool:
         return api_group in self.api_groups and resource in self.resources and verb in self.verbs
