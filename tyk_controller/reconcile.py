@@ -56,7 +56,7 @@ DIGEST_KEY = "tyk-aks.io/digest"  # config_data key: digest of the definition as
 
 
 class TranslationLike(Protocol):
-    """``translate.Translation`` as the runtime reads it (BRIEF §4)."""
+    """``translate.Translation`` as the runtime reads it (the contract of `tyk_controller.translate`)."""
 
     @property
     def apis(self) -> dict[str, dict[str, Any]]: ...

@@ -1,4 +1,4 @@
-"""A deliberately small implementation of the translation contract (BRIEF §4), for the runtime's own tests.
+"""A deliberately small implementation of the translation contract of `tyk_controller.translate`, for the runtime's own tests.
 
 The runtime's guarantees (what it writes, deletes, freezes, reports) don't depend on how an Ingress becomes
 API definitions, only on the contract's shape: ``translate_ingress`` -> ``Translation(apis, certificates,
