@@ -114,7 +114,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
+def _wait_for(check: Any, what: str, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()

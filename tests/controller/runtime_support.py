@@ -27,7 +27,7 @@ CONTROLLER_NAMESPACE = "tyk"
 CONTROLLER_USER = "system:serviceaccount:tyk:tyk-controller"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 45.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

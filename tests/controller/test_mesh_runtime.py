@@ -61,7 +61,7 @@ def test_config_file_round_trips_the_mesh_section() -> None:
     assert '"sidecarImage"' in original.model_dump_json(by_alias=True)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
