@@ -23,6 +23,17 @@ from tyk_controller.config import ControllerConfig
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 CONTROLLER_TOKEN = "controller-token"
+FAST_TIMINGS: dict[str, Any] = {
+    "publish_service": "tyk/gateway",
+    "resync_seconds": 2.0,
+    "debounce_seconds": 0.05,
+    "min_reload_interval_seconds": 0.2,
+    "retry_backoff_max_seconds": 0.5,
+    "probe_interval_seconds": 0.2,
+    "leader_election": {"leaseDurationSeconds": 2, "renewDeadlineSeconds": 1.5, "retryPeriodSeconds": 0.2},
+    "gateway_client": {"retries": 1, "backoffFactor": 0.01, "connectTimeout": 1, "readTimeout": 5},
+}
+"""Controller settings that make the tests take seconds: short resyncs, leases and retries."""
 CONTROLLER_NAMESPACE = "tyk"
 CONTROLLER_USER = "system:serviceaccount:tyk:tyk-controller"
 
@@ -288,19 +299,8 @@ class ControllerProcess:
         kubeconfig.write_text(json.dumps(api.kubeconfig(token)))
         values: dict[str, Any] = {
             "gateway_url": gateway.url,
-            "publish_service": "tyk/gateway",
-            "resync_seconds": 2.0,
-            "debounce_seconds": 0.05,
-            "min_reload_interval_seconds": 0.2,
-            "retry_backoff_max_seconds": 0.5,
-            "probe_interval_seconds": 0.2,
+            **FAST_TIMINGS,
             "health_port": free_port(),
-            "leader_election": {
-                "leaseDurationSeconds": 2,
-                "renewDeadlineSeconds": 1.5,
-                "retryPeriodSeconds": 0.2,
-            },
-            "gateway_client": {"retries": 1, "backoffFactor": 0.01, "connectTimeout": 1, "readTimeout": 5},
             "templates_dir": str(PROJECT_DIR / "ingress_templates"),
         } | config
         self.config = ControllerConfig.model_validate(values)

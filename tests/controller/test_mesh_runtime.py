@@ -106,7 +106,8 @@ def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
             assert [r for r in api.requests if r.method != "GET"] == []
             leader = True
             wait_for(lambda: api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None)
-            assert api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is not None
+            # The reconciler writes the Secret, then the routes ConfigMap: wait for both.
+            wait_for(lambda: api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is not None)
             # The routes changed: one group reload through the gateways' control API.
             reconciler = runtime.reconciler
             assert reconciler is not None

@@ -7,8 +7,6 @@ Translation here is the small contract implementation of ``contract_translator``
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +16,11 @@ import requests
 
 from tests.controller.contract_translator import owner_of, translate_ingress
 from tests.controller.runtime_support import (
-    CONTROLLER_TOKEN,
+    FAST_TIMINGS,
     Cluster,
     InProcessController,
     TcpProxy,
+    free_port,
     ingress,
     ingress_class,
     service,
@@ -30,52 +29,10 @@ from tests.controller.runtime_support import (
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble
 from tyk_controller.config import ControllerConfig
-from tyk_gateway.client import ClientSettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def api() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(bookmark_interval=0.5) as server:
-        yield server
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
-    with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def kubeconfig(api: KubeApiDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(api.kubeconfig(CONTROLLER_TOKEN)))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
 
 
 def make_config(gateway: GatewayEmulator, **overrides: object) -> ControllerConfig:
-    values: dict[str, object] = {
-        "gateway_url": gateway.url,
-        "publish_service": "tyk/gateway",
-        "resync_seconds": 2.0,
-        "debounce_seconds": 0.05,
-        "min_reload_interval_seconds": 0.2,
-        "retry_backoff_max_seconds": 0.5,
-        "probe_interval_seconds": 0.2,
-        "health_port": free_port(),
-        "leader_election": {
-            "leaseDurationSeconds": 2,
-            "renewDeadlineSeconds": 1.5,
-            "retryPeriodSeconds": 0.2,
-        },
-        "gateway_client": ClientSettings(retries=1, backoff_factor=0.01, connect_timeout=1, read_timeout=5),
-    }
+    values: dict[str, object] = {"gateway_url": gateway.url, **FAST_TIMINGS, "health_port": free_port()}
     values.update(overrides)
     return ControllerConfig.model_validate(values)
 

@@ -31,18 +31,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def api() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(bookmark_interval=0.5) as server:
-        yield server
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
-    with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def processes() -> Iterator[list[ControllerProcess]]:
     started: list[ControllerProcess] = []
     yield started

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from tests.controller.runtime_support import (
-    CONTROLLER_TOKEN,
     Cluster,
     ControllerProcess,
     InProcessController,
@@ -38,26 +37,6 @@ from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 INGRESS_V1 = "networking.k8s.io/v1"
-
-
-@pytest.fixture
-def api() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(bookmark_interval=0.5) as server:
-        yield server
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
-    with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def kubeconfig(api: KubeApiDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(api.kubeconfig(CONTROLLER_TOKEN)))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ import time
 from pathlib import Path
 
 from tests.controller.runtime_support import CONTROLLER_NAMESPACE, Cluster, ingress, wait_for
-from tests.controller.test_runtime_shared_gateway import api as api
-from tests.controller.test_runtime_shared_gateway import gateway as gateway
-from tests.controller.test_runtime_shared_gateway import kubeconfig as kubeconfig
 from tests.controller.test_runtime_shared_gateway import make_config, setup_cluster, start
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble
