@@ -456,6 +456,26 @@ class _TykProvider(ResourceProvider):
         return candidates[-1]
 
 
+def _delete_api_file(
+    gateway: Gateway, delete: Callable[[str], DeleteOutcome], object_id: str, kind: str
+) -> None:
+    """DELETE a classic or OAS API, loading the gateway's files first when it answers 404.
+
+    404: the replica that answered has not loaded this API, but its file may exist (written and not reloaded
+    yet). Make a replica load its files, then delete for real. Behind a Service (or a load balancer) the next
+    call may reach another replica, hence three rounds there; replica verification then confirms that no
+    replica serves it any more.
+    """
+    outcome = delete(object_id)
+    for _ in range(1 if gateway.kube is None else 3):
+        if outcome is not DeleteOutcome.NOT_LOADED:
+            break
+        gateway.client.reload_local()
+        outcome = delete(object_id)
+    if outcome is not DeleteOutcome.DELETED:
+        log.info("%s %s was already gone (%s)", kind, object_id, outcome.value)
+
+
 class TykApiProvider(_TykProvider):
     """Classic API definitions via ``/tyk/apis``."""
 
@@ -482,18 +502,7 @@ class TykApiProvider(_TykProvider):
         gateway.client.upsert_api(definition)
 
     def _remove(self, gateway: Gateway, object_id: str) -> None:
-        outcome = gateway.client.delete_api(object_id)
-        # 404: the replica that answered has not loaded this API, but its file may exist (written and
-        # not reloaded yet). Make a replica load its files, then delete for real. Behind a Service (or a
-        # load balancer) the next call may reach another replica, hence three rounds there; replica
-        # verification then confirms that no replica serves it any more.
-        for _ in range(1 if gateway.kube is None else 3):
-            if outcome is not DeleteOutcome.NOT_LOADED:
-                break
-            gateway.client.reload_local()
-            outcome = gateway.client.delete_api(object_id)
-        if outcome is not DeleteOutcome.DELETED:
-            log.info("Tyk API %s was already gone (%s)", object_id, outcome.value)
+        _delete_api_file(gateway, gateway.client.delete_api, object_id, self.kind)
 
 
 class TykPolicyProvider(_TykProvider):
@@ -560,12 +569,4 @@ class TykOasApiProvider(_TykProvider):
         gateway.client.upsert_oas_api(definition, str(oas_api_id(definition)))
 
     def _remove(self, gateway: Gateway, object_id: str) -> None:
-        outcome = gateway.client.delete_oas_api(object_id)
-        # As for classic APIs (see TykApiProvider._remove): files written but not loaded yet.
-        for _ in range(1 if gateway.kube is None else 3):
-            if outcome is not DeleteOutcome.NOT_LOADED:
-                break
-            gateway.client.reload_local()
-            outcome = gateway.client.delete_oas_api(object_id)
-        if outcome is not DeleteOutcome.DELETED:
-            log.info("Tyk OAS API %s was already gone (%s)", object_id, outcome.value)
+        _delete_api_file(gateway, gateway.client.delete_oas_api, object_id, self.kind)
