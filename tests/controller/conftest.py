@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.runtime_support import CONTROLLER_TOKEN
+from tests.controller.runtime_support import CONTROLLER_TOKEN, ControllerProcess
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble
 
@@ -31,3 +31,14 @@ def kubeconfig(api: KubeApiDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_text(json.dumps(api.kubeconfig(CONTROLLER_TOKEN)))
     monkeypatch.setenv("KUBECONFIG", str(path))
     return path
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ControllerProcess]]:
+    """Controller processes a test starts; killed at its end if still running."""
+    started: list[ControllerProcess] = []
+    yield started
+    for p in started:
+        if p.process is not None and p.process.poll() is None:
+            p.process.kill()
+            p.process.wait()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from tests.controller.runtime_support import (
@@ -28,16 +26,6 @@ from tests.kube_api_double import KubeApiDouble
 from tyk_controller.translate import owner_of
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ControllerProcess]]:
-    started: list[ControllerProcess] = []
-    yield started
-    for p in started:
-        if p.process is not None and p.process.poll() is None:
-            p.process.kill()
-            p.process.wait()
 
 
 def owned(gateway: GatewayEmulator) -> dict[str, tuple[str, str]]:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.controller.runtime_support import (
     Cluster,
@@ -37,16 +34,6 @@ from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 INGRESS_V1 = "networking.k8s.io/v1"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ControllerProcess]]:
-    started: list[ControllerProcess] = []
-    yield started
-    for p in started:
-        if p.process is not None and p.process.poll() is None:
-            p.process.kill()
-            p.process.wait()
 
 
 def make_config(gateway: GatewayEmulator, **overrides: Any) -> ControllerConfig:
