@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
 # The ingress controller image: `python -m tyk_controller`, the entry point the tests start.
 #
-# Slim Debian Python base; pinned by tag (Python minor and Debian release). Pin the digest too once verified on
-# your side: `docker buildx imagetools inspect python:3.11-slim-bookworm` and append `@sha256:<index digest>`.
-FROM python:3.11-slim-bookworm
+# Slim Debian Python base, by tag (Python minor and Debian release). `pulumi up` with `images.pinDigests` passes
+# the digest it pinned for this tag (`--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...`), so a
+# stack's rebuilds keep the same base until the tag or `images.pinGeneration` changes.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # No .pyc writes at run time (the root filesystem is read-only; the code is compiled below), unbuffered logs.
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -19,6 +19,7 @@ from components.controller_image import ControllerImage, ControllerImageArgs
 from components.entry_point import GatewayEntryPoint, GatewayEntryPointArgs
 from components.gateway import CONTROL_SERVICE_NAME, TykGateway, TykGatewayArgs
 from components.gateway import POD_LABELS as GATEWAY_POD_LABELS
+from components.images import ContainerImages, ContainerImagesArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import GENERATION_ANNOTATION, ManagedRedisTarget, Redis, RedisArgs
 from components.redis import POD_LABELS as REDIS_POD_LABELS
@@ -109,6 +110,15 @@ def main() -> None:
     if cluster.resource_group_name is not None and settings.cluster.aks is not None:
         aks = settings.cluster.aks
         managed_redis = ManagedRedisTarget(cluster.resource_group_name, aks.location, list(aks.zones))
+    images = ContainerImages(
+        "images",
+        ContainerImagesArgs(
+            settings=settings.images,
+            gateway=settings.gateway,
+            redis=settings.redis,
+            controller=settings.controller,
+        ),
+    )
     redis = Redis(
         "redis",
         RedisArgs(
@@ -118,6 +128,7 @@ def main() -> None:
             previous_password=config.get_secret("redisPasswordPrevious"),
             labels=labels,
             managed=managed_redis,
+            image=images.redis.reference if images.redis else None,
         ),
         opts=in_cluster,
     )
@@ -159,6 +170,8 @@ def main() -> None:
             extra_volumes=entry_point.gateway_volumes if entry_point else [],
             extra_volume_mounts=entry_point.gateway_volume_mounts if entry_point else [],
             file_certificates=entry_point.gateway_file_certificates if entry_point else None,
+            image_tag=images.gateway.tag_value,
+            init_image_tag=images.gateway_init.tag_value,
         ),
         opts=in_cluster,
     )
@@ -185,12 +198,13 @@ def main() -> None:
                 resource_group_name=cluster.resource_group_name,
                 location=cluster.location,
                 kubelet_object_id=cluster.kubelet_object_id,
+                pinned_base=images.controller_base.reference if images.controller_base else None,
             ),
         )
         mesh = mesh_hooks(
             settings.controller.webhook,
             namespace=settings.namespace,
-            gateway_image_tag=settings.gateway.image_tag,
+            sidecar_image=images.gateway.reference,
             redis_addrs=redis.addrs,
             redis_password_secret=(redis.password_secret_name, redis.password_secret_key),
             org_id=settings.controller.org_id,

@@ -231,7 +231,8 @@ class IngressControllerArgs:
     """What the pods need first (e.g. the registry pull permission)."""
     # Hook points for features running in the controller process (the mesh): more config, env and grants.
     config_fields: Mapping[str, Any] = field(default_factory=dict)
-    """Extra `ControllerConfig` fields (validated by the model like the rest), e.g. `{"mesh": MeshConfig(...)}`."""
+    """Extra `ControllerConfig` fields (validated by the model like the rest), e.g. `{"mesh": MeshConfig(...)}`;
+    a value may be an Output (the mesh's, while the sidecar image's digest is)."""
     extra_env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
     """Extra container environment (e.g. a secret the feature needs, by secretKeyRef)."""
     extra_cluster_rules: tuple[rbac.Rule, ...] = ()
@@ -294,14 +295,16 @@ class IngressController(pulumi.ComponentResource):
         )
         grants = self._rbac(name, args, labels, account, child)
 
-        config_text = pulumi.Output.all(args.gateway_control_url, args.publish_service).apply(
+        config_text = pulumi.Output.all(
+            args.gateway_control_url, args.publish_service, dict(args.config_fields)
+        ).apply(
             lambda parts: render_config(
                 controller_config(
                     settings,
                     gateway_url=parts[0],
                     publish_service=parts[1],
                     webhook=webhook_enabled,
-                    extra=args.config_fields,
+                    extra=parts[2],
                 )
             )
         )

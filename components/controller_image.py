@@ -20,6 +20,7 @@ Sources (`controller.image.source`):
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ BUILD_CONTEXT = "."
 """Relative to the project folder, where Pulumi runs the program (no machine path in inputs or state)."""
 DOCKERFILE = "Dockerfile"
 BUILD_INPUTS = ("Dockerfile", "requirements-controller.txt", "tyk_controller", "tyk_gateway")
+BASE_IMAGE_ARG = "BASE_IMAGE"
 """requirements-controller.txt is the hashed lock generated from requirements-controller.in."""
 """Everything the Dockerfile copies (and all `.dockerignore` lets through): the image's content tag hashes it."""
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -50,6 +52,14 @@ def _files(root: Path, inputs: Iterable[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
     return found
+
+
+def base_image(root: Path = PROJECT_DIR) -> str:
+    """The Dockerfile's base image tag (the default of its `ARG BASE_IMAGE`): what a pin resolves."""
+    match = re.search(rf"^ARG {BASE_IMAGE_ARG}=(\S+)$", (root / DOCKERFILE).read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{DOCKERFILE}: no `ARG {BASE_IMAGE_ARG}=<image>:<tag>` line")
+    return match[1]
 
 
 def content_tag(root: Path = PROJECT_DIR, inputs: Iterable[str] = BUILD_INPUTS) -> str:
@@ -77,6 +87,8 @@ class ControllerImageArgs:
     location: pulumi.Input[str] | None = None
     kubelet_object_id: pulumi.Input[str] | None = None
     """With `source: acr`: object id of the cluster's kubelet identity, granted AcrPull."""
+    pinned_base: pulumi.Input[str] | None = None
+    """`<base_image()>@sha256:...` (components.images) to build on; None builds on the Dockerfile's tag."""
 
 
 class ControllerImage(pulumi.ComponentResource):
@@ -109,13 +121,20 @@ class ControllerImage(pulumi.ComponentResource):
             server = pulumi.Output.from_input(settings.registry)
 
         repository = server.apply(lambda host: f"{host}/{settings.repository}")
-        tag = content_tag()
+        # The tag names the sources and, when pinned, the base's digest: another base is another tag.
+        tag = pulumi.Output.all(repository, args.pinned_base).apply(
+            lambda parts: (
+                f"{parts[0]}:{content_tag()}"
+                + (f"-{parts[1].rpartition('@sha256:')[2][:12]}" if parts[1] else "")
+            )
+        )
         image = docker_build.Image(
             f"{name}-build",
             context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
             dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
+            build_args={BASE_IMAGE_ARG: args.pinned_base} if args.pinned_base is not None else None,
             platforms=[docker_build.Platform(settings.platform)],
-            tags=[repository.apply(lambda repo: f"{repo}:{tag}")],
+            tags=[tag],
             push=True,
             registries=registries or None,
             # A preview needs no Docker daemon and pushes nothing; the digest is known after the build.

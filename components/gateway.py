@@ -64,6 +64,10 @@ class TykGatewayArgs:
     """UID of the gateway processes (the owner the shared SMB mounts present); None keeps the chart's 1000."""
     fs_group: int | None = None
     """The pods' fsGroup (the group the shared SMB mounts present); None keeps the chart's 2000."""
+    image_tag: pulumi.Input[str] | None = None
+    """The gateway image's chart tag, `<tag>@sha256:...` when pinned (components.images); None: from settings."""
+    init_image_tag: pulumi.Input[str] | None = None
+    """The init container's chart tag, likewise."""
 
 
 INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
@@ -118,19 +122,22 @@ def gateway_values(
     pod_annotations: dict[str, str] | None = None,
     run_as_user: int | None = None,
     fs_group: int | None = None,
+    image_tag: pulumi.Input[str] | None = None,
+    init_image_tag: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
-    """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret."""
+    """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret. The image tags
+    default to the settings' (`<tag>@<imageDigest>` when set); a pinned digest comes in as an Output."""
     ingress = settings.ingress
     gateway: dict[str, Any] = {
         "replicaCount": settings.replicas,
         "hostName": settings.hostnames[0],
         # A digest rides on the tag (`<tag>@sha256:...`): the chart renders `repository:tag`, the kubelet pulls
         # the digest. The init container too: it runs in every gateway pod.
-        "image": {"tag": _tag(settings.image_tag, settings.image_digest)},
+        "image": {"tag": image_tag or _tag(settings.image_tag, settings.image_digest)},
         "initContainers": {
             "setupDirectories": {
                 "repository": settings.init_image_repository,
-                "tag": _tag(settings.init_image_tag, settings.init_image_digest),
+                "tag": init_image_tag or _tag(settings.init_image_tag, settings.init_image_digest),
                 "resources": INIT_RESOURCES,
             }
         },
@@ -275,6 +282,8 @@ class TykGateway(pulumi.ComponentResource):
             pod_annotations=args.pod_annotations,
             run_as_user=args.run_as_user,
             fs_group=args.fs_group,
+            image_tag=args.image_tag,
+            init_image_tag=args.init_image_tag,
         )
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",

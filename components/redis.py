@@ -79,6 +79,8 @@ class RedisArgs:
     previous_password: pulumi.Input[str] | None = None
     """A Pulumi secret: also accepted by the in-cluster Redis while a rotation is under way."""
     managed: ManagedRedisTarget | None = None
+    image: pulumi.Input[str] | None = None
+    """The Redis image reference, pinned by digest (components.images); None: from settings."""
 
 
 def image_reference(repository: str, tag: str, digest: str | None) -> str:
@@ -294,7 +296,13 @@ class Redis(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels, annotations={"tyk-aks.io/acl-revision": acl_revision}
                     ),
-                    spec=self._pod_spec(settings),
+                    spec=self._pod_spec(
+                        settings,
+                        args.image
+                        or image_reference(
+                            settings.image_repository, settings.image_tag, settings.image_digest
+                        ),
+                    ),
                 ),
                 volume_claim_templates=[
                     k8s.core.v1.PersistentVolumeClaimArgs(
@@ -316,7 +324,7 @@ class Redis(pulumi.ComponentResource):
         self.in_cluster = True
 
     @staticmethod
-    def _pod_spec(settings: RedisSettings) -> k8s.core.v1.PodSpecArgs:
+    def _pod_spec(settings: RedisSettings, image: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgs:
         """Restricted Pod Security: non-root, no privilege escalation, no capabilities, read-only root."""
         return k8s.core.v1.PodSpecArgs(
             automount_service_account_token=False,  # Redis never talks to the Kubernetes API
@@ -331,9 +339,7 @@ class Redis(pulumi.ComponentResource):
             containers=[
                 k8s.core.v1.ContainerArgs(
                     name="redis",
-                    image=image_reference(
-                        settings.image_repository, settings.image_tag, settings.image_digest
-                    ),
+                    image=image,
                     image_pull_policy="IfNotPresent",
                     command=["redis-server", "/etc/redis/redis.conf"],
                     ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=PORT)],

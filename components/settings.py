@@ -251,6 +251,30 @@ def _digest(value: str) -> str:
 
 
 Digest = Annotated[str, AfterValidator(_digest)]
+# distribution/reference's grammar (what the kubelet accepts): lowercase path components with single separators,
+# an optional registry host first; a tag of up to 128 word characters, dots and dashes.
+_IMAGE_REPOSITORY = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_IMAGE_TAG = re.compile(r"^\w[\w.-]{0,127}$")
+
+
+def _image_repository(value: str) -> str:
+    if not _IMAGE_REPOSITORY.match(value):
+        raise ValueError(f"{value!r} is not an image repository (e.g. busybox, ghcr.io/org/app)")
+    return value
+
+
+def _image_tag(value: str) -> str:
+    if not _IMAGE_TAG.match(value):
+        raise ValueError(
+            f"{value!r} is not an image tag (letters, digits, _ . -; a digest goes in its own key)"
+        )
+    return value
+
+
+ImageRepository = Annotated[str, AfterValidator(_image_repository)]
+ImageTag = Annotated[str, AfterValidator(_image_tag)]
 _MANAGED_REDIS_NAME = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
 
 
@@ -289,12 +313,12 @@ class RedisSettings(Model):
 
     enabled: bool = True
     """Provide Redis with the program; false connects the gateways to `addrs`."""
-    image_repository: str = "redis"
+    image_repository: ImageRepository = "redis"
     """The Redis Docker Official Image (maintained, patched per Redis release); not Bitnami's frozen images."""
-    image_tag: str = "7.4.6-alpine"
+    image_tag: ImageTag = "7.4.6-alpine"
     """7.4.6 carries the fixes for CVE-2025-49844, CVE-2025-46817/46818/46819 and CVE-2025-21605."""
     image_digest: Digest | None = None
-    """sha256 digest of the image; the image is pulled by digest when set (prod)."""
+    """sha256 digest of the image, pulled by digest without a lookup (see also `images.pinDigests`)."""
     persistence_size: PositiveQuantity = "1Gi"
     """Size of Redis's data volume (AOF, fsync every second)."""
     storage_class_name: ObjectName | None = None
@@ -345,16 +369,17 @@ class GatewaySettings(Model):
     """Helm repository of the `tyk-oss` chart."""
     chart_version: str = "5.3.0"
     """Version of the `tyk-oss` chart; check new versions with `python -m offline.chart_check`."""
-    image_tag: str = "v5.13.1"
+    image_tag: ImageTag = "v5.13.1"
     """Tyk Gateway image tag (v5.9.0 or later: the readiness probe uses the gateway's `/ready`)."""
     image_digest: Digest | None = None
-    """sha256 digest of `tykio/tyk-gateway:<imageTag>`; pulled by digest when set (docs/production.md)."""
-    init_image_repository: str = "busybox"
+    """sha256 digest of the chart's `docker.tyk.io/tyk-gateway/tyk-gateway:<imageTag>`, pulled by digest without
+    a lookup (see also `images.pinDigests`)."""
+    init_image_repository: ImageRepository = "busybox"
     """Image of the chart's `setup-directories` init container."""
-    init_image_tag: str = "1.37.0"
+    init_image_tag: ImageTag = "1.37.0"
     """Tag of the init container image (the chart's default, 1.32, dates from 2020)."""
     init_image_digest: Digest | None = None
-    """sha256 digest of the init container image; pulled by digest when set."""
+    """sha256 digest of the init container image, pulled by digest without a lookup."""
     replicas: int = Field(default=1, ge=1, le=100)
     """Number of gateway pods, all sharing the three volumes."""
     hostnames: list[Hostname] = Field(min_length=1)
@@ -681,6 +706,20 @@ class PodSecuritySettings(Model):
     """Pod Security Standards version the level refers to (e.g. v1.31), `latest` for the cluster's own."""
 
 
+# --- images --------------------------------------------------------------------------------------------------
+
+
+class ImageSettings(Model):
+    """How the gateway, init container and Redis images are pulled (the controller's is always by digest)."""
+
+    pin_digests: bool = False
+    """Pull by digest: each `repository:tag` without an `imageDigest` setting is resolved to its registry digest
+    when the stack first deploys it (the preview shows it) and kept in the stack's state. A re-pushed tag changes
+    nothing; a new tag resolves anew (docs/production.md, "Images")."""
+    pin_generation: int = Field(default=1, ge=1)
+    """Bump it to resolve every pinned tag again (to take an image re-pushed under the same tag on purpose)."""
+
+
 # --- the whole stack -----------------------------------------------------------------------------------------
 
 
@@ -703,6 +742,8 @@ class StackSettings(Model):
     """Closed by default: which pods may reach the control API and Redis."""
     pod_security: PodSecuritySettings = PodSecuritySettings()
     """Pod Security Admission level of the namespace."""
+    images: ImageSettings = ImageSettings()
+    """Whether images are pinned by digest."""
 
     @model_validator(mode="after")
     def _acr_needs_aks(self) -> StackSettings:

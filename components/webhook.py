@@ -49,8 +49,6 @@ WEBHOOK_PATH = SERVER.path
 CERTS_DIR = str(PurePosixPath(SERVER.cert_file).parent)
 """Mount the TLS Secret here (its `tls.crt`/`tls.key` are the files `SERVER` names)."""
 SERVICE_PORT = 443
-GATEWAY_IMAGE = "docker.tyk.io/tyk-gateway/tyk-gateway"
-"""The image the `tyk-oss` chart runs (components/tyk-gateway values `image.repository`): the sidecar's."""
 
 OPT_IN_LABEL = INJECT_LABEL
 """Label the API server filters on before it calls the webhook (see `_object_selector`); value `true`."""
@@ -76,17 +74,17 @@ def object_name(resource: Any, fallback: pulumi.Input[str]) -> pulumi.Output[str
 def mesh_config(
     settings: WebhookSettings,
     *,
-    gateway_image_tag: str,
+    sidecar_image: str,
     redis_addrs: Sequence[str],
     org_id: str,
     redis_tls: bool = False,
     redis_cluster: bool = False,
 ) -> MeshConfig:
-    """The controller config's `mesh` section: the sidecar is the gateways' own image and version, on their
-    Redis (the gateway refuses to run without one)."""
+    """The controller config's `mesh` section: the sidecar is the gateways' own image (same version and digest),
+    on their Redis (the gateway refuses to run without one)."""
     resources = settings.sidecar_resources
     return MeshConfig(
-        sidecar_image=f"{GATEWAY_IMAGE}:{gateway_image_tag}",
+        sidecar_image=sidecar_image,
         redis_addrs=list(redis_addrs),
         redis_tls=redis_tls,
         redis_cluster=redis_cluster,
@@ -116,7 +114,7 @@ class MeshHooks:
     """What the mesh adds to the controller (through `IngressControllerArgs`' hook points)."""
 
     config_fields: Mapping[str, Any] = field(default_factory=dict)
-    """`{"mesh": MeshConfig}` for the controller's config file."""
+    """`{"mesh": MeshConfig}` for the controller's config file (an Output while the image's digest is)."""
     env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
     """The gateways' Redis password (copied into meshed namespaces' `tyk-mesh` Secret)."""
     cluster_rules: tuple[Rule, ...] = ()
@@ -127,7 +125,7 @@ def mesh_hooks(
     settings: WebhookSettings,
     *,
     namespace: str,
-    gateway_image_tag: str,
+    sidecar_image: pulumi.Input[str],
     redis_addrs: Sequence[str],
     redis_password_secret: tuple[pulumi.Input[str], str],
     org_id: str,
@@ -140,14 +138,17 @@ def mesh_hooks(
     if not redis_addrs:
         raise ValueError("controller.webhook: the mesh sidecars need the gateways' Redis (no Redis address)")
     secret_name, secret_key = redis_password_secret
-    mesh = mesh_config(
-        settings,
-        gateway_image_tag=gateway_image_tag,
-        # Sidecars run in other namespaces: a short Service name must carry the namespace.
-        redis_addrs=[qualified_address(addr, namespace) for addr in redis_addrs],
-        org_id=org_id,
-        redis_tls=redis_tls,
-        redis_cluster=redis_cluster,
+    # Sidecars run in other namespaces: a short Service name must carry the namespace.
+    addrs = [qualified_address(addr, namespace) for addr in redis_addrs]
+    mesh = pulumi.Output.from_input(sidecar_image).apply(
+        lambda image: mesh_config(
+            settings,
+            sidecar_image=image,
+            redis_addrs=addrs,
+            org_id=org_id,
+            redis_tls=redis_tls,
+            redis_cluster=redis_cluster,
+        )
     )
     password = k8s.core.v1.EnvVarArgs(
         name=REDIS_PASSWORD_ENV,

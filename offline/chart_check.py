@@ -13,6 +13,7 @@ It needs no cluster: the values come from the offline plan, the rendering from t
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,26 @@ def check(stack: str, documents: list[dict[str, Any]]) -> list[str]:
     container = pod["containers"][0]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     expect(deployment["spec"].get("replicas") == gateway.replicas, f"replicas != {gateway.replicas}")
-    expect(container["image"].endswith(f":{gateway.image_tag}"), f"image tag is not {gateway.image_tag}")
+    # `repository:tag`, with the digest the kubelet pulls when the stack pins one (`<tag>@sha256:...` in values).
+    pinned = settings.images.pin_digests or gateway.image_digest is not None
+    digest = r"@sha256:[0-9a-f]{64}" if pinned else ""
+    image = container["image"]
+    expect(
+        re.fullmatch(rf".+:{re.escape(gateway.image_tag)}{digest}", image) is not None,
+        f"image {image} is not tag {gateway.image_tag}" + (" by digest" if pinned else ""),
+    )
+    init_pinned = settings.images.pin_digests or gateway.init_image_digest is not None
+    [init] = [c for c in pod.get("initContainers", []) if c["name"] == "setup-directories"]
+    expect(
+        re.fullmatch(
+            rf"{re.escape(gateway.init_image_repository)}:{re.escape(gateway.init_image_tag)}"
+            + (r"@sha256:[0-9a-f]{64}" if init_pinned else ""),
+            init["image"],
+        )
+        is not None,
+        f"init image {init['image']} is not {gateway.init_image_repository}:{gateway.init_image_tag}"
+        + (" by digest" if init_pinned else ""),
+    )
     expect(env.get("TYK_GW_CONTROLAPIPORT") == str(gateway.control_port), "control API not on its own port")
     expect(
         env.get("TYK_GW_SECRET") == {"secretKeyRef": {"name": API_SECRET_NAME, "key": API_SECRET_KEY}},

@@ -231,8 +231,26 @@ def _random_string_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any
     return state
 
 
+PINNED_IMAGE_TYPE = "pulumi-python:dynamic/images:PinnedImage"
+
+
+def _pinned_image_state(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # The provider's `check` asks the registry (in a preview too); offline there is none, so a stand-in digest
+    # derived from the reference: it changes with the tag, as a new tag's digest would.
+    reference = str(args.inputs["reference"])
+    digest = "sha256:" + hashlib.sha256(f"offline pin of {reference}".encode()).hexdigest()
+    generation = args.inputs.get("generation", 1)
+    return {
+        "reference": reference,
+        "generation": generation,
+        "digest": digest,
+        "image": f"{reference}@{digest}",
+    }
+
+
 STATE_FUNCTIONS.update(
     {
+        PINNED_IMAGE_TYPE: _pinned_image_state,
         "docker-build:index:Image": _image_state,
         "azure-native:containerregistry:Registry": _registry_state,
         "azure-native:containerservice:ManagedCluster": _managed_cluster_with_kubelet_state,

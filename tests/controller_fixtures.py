@@ -106,7 +106,7 @@ def build(
         mesh = mesh_hooks(
             controller_settings.webhook,
             namespace=namespace,
-            gateway_image_tag="v5.13.1",
+            sidecar_image="docker.tyk.io/tyk-gateway/tyk-gateway:v5.13.1",
             redis_addrs=[REDIS_ADDR],
             redis_password_secret=(REDIS_SECRET_NAME, "redis-password"),
             org_id=controller_settings.org_id,

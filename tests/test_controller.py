@@ -24,11 +24,11 @@ from components.controller import (
     RUN_AS,
     template_files,
 )
-from components.controller_image import ACR_PULL_ROLE_ID, BUILD_INPUTS, content_tag
+from components.controller_image import ACR_PULL_ROLE_ID, BUILD_INPUTS, base_image, content_tag
 from components.entry_point import AZURE_INTERNAL_LB, DEFAULT_CERT_DIR, DEFAULT_CERT_KEY, HTTPS_PORT
 from components.gateway import POD_LABELS
 from components.settings import ConfigError, parse_settings
-from offline.mocks import OFFLINE_KUBELET_OBJECT_ID, is_secret, reveal, secret_strings
+from offline.mocks import OFFLINE_KUBELET_OBJECT_ID, PINNED_IMAGE_TYPE, is_secret, reveal, secret_strings
 from offline.plan import PROJECT_DIR, Plan, read_stack_config, run_program
 from tests.conftest import STACKS, stack_plan
 from tests.controller_fixtures import (
@@ -508,7 +508,15 @@ def test_image_is_built_from_this_repository_and_deployed_by_digest(stack: str) 
     assert inputs["platforms"] == [image_settings.platform]
     [tag] = inputs["tags"]
     repository, _, version = tag.rpartition(":")
-    assert version == content_tag()
+    pins = {pin.inputs["reference"]: pin for pin in plan.find(PINNED_IMAGE_TYPE)}
+    if _settings(stack).images.pin_digests:
+        # Built on the base digest this stack pinned; the tag names the sources and that base.
+        base = pins[base_image()].outputs
+        assert (inputs.get("buildArgs") or {}) == {"BASE_IMAGE": base["image"]}
+        assert version == f"{content_tag()}-{base['digest'].removeprefix('sha256:')[:12]}"
+    else:
+        assert base_image() not in pins and not inputs.get("buildArgs")
+        assert version == content_tag()
     # The pod runs exactly what this build pushed: the registry digest the build reports.
     assert container["image"] == f"{repository}@{build_.outputs['digest']}"
     assert build_.urn in deployment.dependencies

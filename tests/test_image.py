@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.controller import RUN_AS
-from components.controller_image import BUILD_INPUTS
+from components.controller_image import BUILD_INPUTS, base_image
 from offline.plan import PROJECT_DIR
 
 DOCKERFILE = PROJECT_DIR / "Dockerfile"
@@ -85,9 +85,12 @@ def test_runs_as_the_numeric_non_root_user_the_pod_expects() -> None:
     [user] = [args for keyword, args in instructions() if keyword == "USER"]
     assert user == f"{RUN_AS}:{RUN_AS}"
     assert instructions()[-1][0] == "ENTRYPOINT"
-    base = instructions()[0]
-    assert base[0] == "FROM" and re.fullmatch(r"python:3\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base[1]), base
-    assert base[1].startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-"), (
+    # The base is an ARG (a stack with `images.pinDigests` passes the digest it pinned) with the tag as default.
+    (arg, default), (keyword, source) = instructions()[:2]
+    assert (arg, keyword, source) == ("ARG", "FROM", "${BASE_IMAGE}")
+    assert default == f"BASE_IMAGE={base_image()}"
+    assert re.fullmatch(r"python:3\.\d+-slim-\w+", base_image()), base_image()
+    assert base_image().startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-"), (
         "same Python as tests"
     )
 

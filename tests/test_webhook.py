@@ -212,7 +212,7 @@ def test_serving_certificate_expiry_is_an_output() -> None:
 def test_mesh_config_runs_the_gateways_own_image_on_their_redis() -> None:
     mesh = mesh_config(
         WebhookSettings(reload_delay_seconds=30),
-        gateway_image_tag="v5.13.1",
+        sidecar_image="docker.tyk.io/tyk-gateway/tyk-gateway:v5.13.1",
         redis_addrs=["r:6379"],
         org_id="o",
     )
