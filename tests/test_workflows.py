@@ -293,6 +293,21 @@ def test_deploy_runs_up_for_dev_on_main() -> None:
     assert {"ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID", "PULUMI_ACCESS_TOKEN"} <= set(env)
 
 
+def test_deploy_logs_in_to_the_registry_dev_pushes_the_controller_image_to() -> None:
+    # `source: registry` pushes with the runner's Docker credentials: without a login, `up` fails at the push.
+    config, _, _ = read_stack_config("dev")
+    assert parse_settings(config).controller.image.source == "registry"
+    steps = workflow("deploy.yml")["jobs"]["up"]["steps"]
+    [login] = [i for i, step in enumerate(steps) if "az acr login" in step.get("run", "")]
+    assert steps[login]["if"] == "vars.CONTROLLER_ACR_DEV != ''"
+    assert steps[login]["env"] == {"CONTROLLER_ACR": "${{ vars.CONTROLLER_ACR_DEV }}"}  # not inlined in `run`
+    azure_login = next(
+        i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("azure/login@")
+    )
+    up = next(i for i, step in enumerate(steps) if step.get("uses") == PULUMI_ACTION)
+    assert azure_login < login < up
+
+
 def test_no_port_forward_anywhere() -> None:
     """API management goes through the API server in every stack: no port-forward loop to keep alive."""
     for path in [*WORKFLOWS, PROJECT_DIR / "README.md"]:
