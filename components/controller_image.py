@@ -37,9 +37,10 @@ BUILD_CONTEXT = "."
 """Relative to the project folder, where Pulumi runs the program (no machine path in inputs or state)."""
 DOCKERFILE = "Dockerfile"
 BUILD_INPUTS = ("Dockerfile", "requirements-controller.txt", "tyk_controller", "tyk_gateway")
-BASE_IMAGE_ARG = "BASE_IMAGE"
 """requirements-controller.txt is the hashed lock generated from requirements-controller.in."""
 """Everything the Dockerfile copies (and all `.dockerignore` lets through): the image's content tag hashes it."""
+BASE_IMAGE_ARG = "BASE_IMAGE"
+"""The Dockerfile's build argument naming its base image (default: the tag; a pinned stack passes the digest)."""
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 
 

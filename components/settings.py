@@ -710,7 +710,8 @@ class PodSecuritySettings(Model):
 
 
 class ImageSettings(Model):
-    """How the gateway, init container and Redis images are pulled (the controller's is always by digest)."""
+    """How the gateway, init container and Redis images are pulled, and the controller image built (its base);
+    the controller image itself always runs by the digest its build pushed."""
 
     pin_digests: bool = False
     """Pull by digest: each `repository:tag` without an `imageDigest` setting is resolved to its registry digest
