@@ -12,7 +12,7 @@ Why in `check`: the engine calls it in previews too, so the preview already show
 
 Why our own few lines of registry client: docker-py asks a Docker daemon (there is none where previews run),
 and pulumi-docker's `getRegistryImage` is an invoke, which can't hold a value across runs. What is spoken is the
-distribution API (`GET /v2/<name>/manifests/<tag>`) with the registry token flow (a 401 naming a `Bearer`
+distribution API (`HEAD`, else `GET /v2/<name>/manifests/<tag>`) with the registry token flow (a 401 naming a `Bearer`
 realm, an anonymous token for `repository:<name>:pull`), as in the distribution spec (docs/spec/api.md,
 docs/spec/auth/token.md) and the OCI distribution spec.
 
@@ -115,7 +115,7 @@ def registry_session() -> requests.Session:
         total=4,
         backoff_factor=1.0,
         status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"GET"}),
+        allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
         raise_on_status=False,
     )
@@ -171,31 +171,56 @@ def _anonymous_token(session: requests.Session, challenge: str, image: ImageName
 
 
 def resolve_digest(reference: str, session: requests.Session | None = None, api: str | None = None) -> str:
-    """The registry digest of `<repository>:<tag>` (the index's for a multi-platform image), checked against the
-    bytes served. `api` replaces the registry's base URL (a mirror, or a test double)."""
+    """The registry digest of `<repository>:<tag>` (the index's for a multi-platform image). `api` replaces the
+    registry's base URL (a mirror, or a test double).
+
+    HEAD first, as containerd's resolver does: its `Docker-Content-Digest` is the answer, and a HEAD isn't a pull
+    in Docker Hub's rate limit (a GET of a manifest is). A wrong digest can't substitute an image: the kubelet
+    checks the bytes it pulls against it. Only a registry that leaves the header out is asked with a GET, and
+    the digest is then the hash of the bytes served.
+    """
     image = parse_reference(reference)
     session = session or registry_session()
     url = f"{api or image.api}/v2/{image.path}/manifests/{image.tag}"
     headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
-    try:
-        response = session.get(url, headers=headers, timeout=TIMEOUT)
-        if response.status_code == 401:
-            token = _anonymous_token(session, response.headers.get("WWW-Authenticate", ""), image, reference)
-            response = session.get(
-                url, headers={**headers, "Authorization": f"Bearer {token}"}, timeout=TIMEOUT
-            )
-    except requests.RequestException as error:
-        raise ImageLookupError(
-            f"image {reference!r}: can't reach {image.domain} ({type(error).__name__})"
-        ) from error
+
+    def ask(method: str) -> requests.Response:
+        try:
+            response = session.request(method, url, headers=headers, timeout=TIMEOUT)
+            if response.status_code == 401 and "Authorization" not in headers:
+                token = _anonymous_token(
+                    session, response.headers.get("WWW-Authenticate", ""), image, reference
+                )
+                headers["Authorization"] = f"Bearer {token}"
+                response = session.request(method, url, headers=headers, timeout=TIMEOUT)
+        except requests.RequestException as error:
+            raise ImageLookupError(
+                f"image {reference!r}: can't reach {image.domain} ({type(error).__name__})"
+            ) from error
+        return response
+
+    response = ask("HEAD")
     if response.status_code != 200:
-        raise ImageLookupError(f"image {reference!r}: {image.domain} answered {_registry_errors(response)}")
+        response = ask("GET")  # a HEAD has no body: the GET's carries the registry's error code and message
+        if response.status_code != 200:
+            raise ImageLookupError(
+                f"image {reference!r}: {image.domain} answered {_registry_errors(response)}"
+            )
     media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
     if media_type not in MANIFEST_MEDIA_TYPES:
         # A schema1 manifest's digest isn't the hash of what is served; nothing else is an image.
         raise ImageLookupError(f"image {reference!r}: {image.domain} served {media_type or 'no media type'}")
-    digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
     claimed = response.headers.get(DIGEST_HEADER)
+    if response.request.method == "HEAD":
+        if claimed is not None and DIGEST.match(claimed):
+            return claimed
+        response = ask("GET")
+        if response.status_code != 200:
+            raise ImageLookupError(
+                f"image {reference!r}: {image.domain} answered {_registry_errors(response)}"
+            )
+        claimed = response.headers.get(DIGEST_HEADER)
+    digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
     if claimed and claimed != digest:
         raise ImageLookupError(
             f"image {reference!r}: {image.domain} says {claimed} but served the manifest {digest}"

@@ -2,8 +2,9 @@
 
 Written from distribution/distribution, not from the client under test:
 
-* ``GET /v2/<name>/manifests/<tag>`` (``registry/handlers/manifests.go``, ``GetManifest``): the tag names a
-  digest; the payload is served with ``Content-Type``, ``Docker-Content-Digest`` and ``Etag``. Accept decides
+* ``GET``/``HEAD /v2/<name>/manifests/<tag>`` (``registry/handlers/manifests.go``, ``GetManifest`` serves
+  both): the tag names a digest; the payload is served with ``Content-Type``, ``Content-Length``,
+  ``Docker-Content-Digest`` and ``Etag``, a HEAD gets the same headers and no body (nor does an error). Accept decides
   what a client may get: a Docker manifest list asked for without its media type is rewritten to the
   linux/amd64 manifest (and that manifest's digest); an OCI index or OCI manifest without its media type is
   ``404 MANIFEST_UNKNOWN``; an unknown tag is ``404 MANIFEST_UNKNOWN``.
@@ -18,8 +19,9 @@ Written from distribution/distribution, not from the client under test:
   scope it doesn't grant.
 
 Test knobs: ``basic_auth`` (a registry that wants credentials: a ``Basic`` challenge), ``rate_limited`` (that
-many 429s with ``Retry-After: 0`` first, as Docker Hub's limit), ``lying_digest`` (a ``Docker-Content-Digest``
-that isn't the payload's), ``down()`` (connection refused). Every request is recorded.
+many 429s with ``Retry-After: 0`` first, as Docker Hub's limit), ``digest_header`` (``"get"``: a registry or
+proxy that sends ``Docker-Content-Digest`` only with a body, ``"never"``: not at all), ``lying_digest`` (a
+``Docker-Content-Digest`` that isn't the payload's), ``down()`` (connection refused). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -60,6 +62,7 @@ class RegistryDouble:
     """Repositories an anonymous client may pull; any other repository is private."""
     basic_auth: bool = False
     rate_limited: int = 0
+    digest_header: Literal["always", "get", "never"] = "always"
     lying_digest: bool = False
     seen: list[Seen] = field(default_factory=list)
     _manifests: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # digest -> (media type, payload)
@@ -126,15 +129,22 @@ class RegistryDouble:
                 pass
 
             def do_GET(self) -> None:
+                self._record()
+                double._answer(self)
+
+            def do_HEAD(self) -> None:
+                self._record()
+                double._answer(self)
+
+            def _record(self) -> None:
                 double.seen.append(
                     Seen(
-                        "GET",
+                        self.command,
                         self.path,
                         self.headers.get("Authorization", ""),
                         ", ".join(self.headers.get_all("Accept") or []),
                     )
                 )
-                double._answer(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -217,10 +227,12 @@ class RegistryDouble:
         handler.send_response(200)
         handler.send_header("Content-Type", media_type)
         handler.send_header("Content-Length", str(len(payload)))
-        handler.send_header("Docker-Content-Digest", served)
-        handler.send_header("Etag", f'"{served}"')
+        if self.digest_header == "always" or (self.digest_header == "get" and handler.command == "GET"):
+            handler.send_header("Docker-Content-Digest", served)
+            handler.send_header("Etag", f'"{served}"')
         handler.end_headers()
-        handler.wfile.write(payload)
+        if handler.command == "GET":
+            handler.wfile.write(payload)
 
     def _token(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
         granted = [
@@ -266,4 +278,5 @@ class RegistryDouble:
         for key, value in (headers or {}).items():
             handler.send_header(key, value)
         handler.end_headers()
-        handler.wfile.write(payload)
+        if handler.command != "HEAD":
+            handler.wfile.write(payload)

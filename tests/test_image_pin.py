@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import dill
 import pytest
@@ -125,6 +126,8 @@ def test_the_anonymous_token_flow_follows_the_challenge(registry: RegistryDouble
     registry.push(NAME, "v1", OCI_INDEX)
     resolve_digest(f"{registry.host}/{NAME}:v1")
     first, token, second = registry.seen
+    # HEADs only: the digest header is the answer, and a HEAD isn't a pull in Docker Hub's rate limit.
+    assert [seen.method for seen in registry.seen] == ["HEAD", "GET", "HEAD"]
     assert (first.path, first.authorization) == (f"/v2/{NAME}/manifests/v1", "")
     assert token.path == f"/token?scope=repository%3A{NAME.replace('/', '%2F')}%3Apull&service=registry.test"
     assert second.path == first.path and second.authorization.startswith("Bearer token-pull-")
@@ -143,8 +146,9 @@ def _wants_credentials(registry: RegistryDouble) -> None:
     registry.basic_auth = True
 
 
-def _lies_about_the_digest(registry: RegistryDouble) -> None:
+def _lies_about_the_digest_it_serves(registry: RegistryDouble) -> None:
     registry.push(NAME, "v1")
+    registry.digest_header = "get"  # so the body is fetched, and checked
     registry.lying_digest = True
 
 
@@ -155,7 +159,7 @@ def _lies_about_the_digest(registry: RegistryDouble) -> None:
         (_nothing, "private/app:v1", "answered 401 UNAUTHORIZED: authentication required"),
         (_wants_credentials, f"{NAME}:v1", "wants credentials \\(Basic\\); set its digest"),
         (
-            _lies_about_the_digest,
+            _lies_about_the_digest_it_serves,
             f"{NAME}:v1",
             f"says {digest_of(b'tampered')} but served the manifest sha256:",
         ),
@@ -170,6 +174,23 @@ def test_what_the_registry_refuses_is_one_line_naming_the_image(
     assert str(error.value).startswith(f"image '{registry.host}/{reference}': ") and "\n" not in str(
         error.value
     )
+
+
+@pytest.mark.parametrize("digest_header", ["get", "never"])
+def test_without_the_digest_header_on_head_the_manifest_is_fetched_and_hashed(
+    registry: RegistryDouble, digest_header: Literal["get", "never"]
+) -> None:
+    index = registry.push(NAME, "v1", OCI_INDEX)
+    registry.digest_header = digest_header
+    assert resolve_digest(f"{registry.host}/{NAME}:v1") == index
+    assert [seen.method for seen in registry.seen if "/manifests/" in seen.path] == ["HEAD", "HEAD", "GET"]
+
+
+def test_errors_carry_the_registry_code_though_a_head_has_no_body(registry: RegistryDouble) -> None:
+    registry.push(NAME, "v1")
+    with pytest.raises(ImageLookupError, match="404 MANIFEST_UNKNOWN: manifest unknown"):
+        resolve_digest(f"{registry.host}/{NAME}:v9")
+    assert [seen.method for seen in registry.seen if "/manifests/" in seen.path] == ["HEAD", "HEAD", "GET"]
 
 
 def test_rate_limits_are_waited_out(registry: RegistryDouble) -> None:
