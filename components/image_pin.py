@@ -12,8 +12,8 @@ Why in `check`: the engine calls it in previews too, so the preview already show
 
 Why our own few lines of registry client: docker-py asks a Docker daemon (there is none where previews run),
 and pulumi-docker's `getRegistryImage` is an invoke, which can't hold a value across runs. What is spoken is the
-distribution API (`HEAD`, else `GET /v2/<name>/manifests/<tag>`) with the registry token flow (a 401 naming a `Bearer`
-realm, an anonymous token for `repository:<name>:pull`), as in the distribution spec (docs/spec/api.md,
+distribution API (`HEAD`, else `GET /v2/<name>/manifests/<tag>`) with the registry token flow (a 401 naming a
+`Bearer` realm, an anonymous token for `repository:<name>:pull`), as in the distribution spec (docs/spec/api.md,
 docs/spec/auth/token.md) and the OCI distribution spec.
 
 Public images only: a registry that wants credentials is refused with a message saying to set the digest in the
