@@ -127,12 +127,12 @@ class Plan:
                     "parent": urn_keys.get(r.parent_urn),
                     "provider": urn_keys.get(r.provider.rsplit("::", 1)[0]) if r.provider else None,
                     "dependsOn": sorted(urn_keys.get(u, u) for u in r.dependencies),
-                    "inputs": _integral_floats_as_ints(mask(_without_provider_blob(r.inputs))),
+                    "inputs": integral_floats_as_ints(mask(_without_provider_blob(r.inputs))),
                     **_options(r),
                 }
                 for index, r in enumerate(self.resources)
             },
-            "outputs": _integral_floats_as_ints(mask(self.outputs)),
+            "outputs": integral_floats_as_ints(mask(self.outputs)),
             "notes": self.notes,
         }
 
@@ -143,14 +143,14 @@ def _options(resource: RecordedResource) -> dict[str, Any]:
     return {"options": {"replaceOnChanges": sorted(replace_on_changes)}} if replace_on_changes else {}
 
 
-def _integral_floats_as_ints(value: Any) -> Any:
+def integral_floats_as_ints(value: Any) -> Any:
     # The wire format (protobuf Struct) carries every number as a double; 2.0 replicas reads badly in a plan.
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+        return {k: integral_floats_as_ints(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral_floats_as_ints(v) for v in value]
+        return [integral_floats_as_ints(v) for v in value]
     return value
 
 

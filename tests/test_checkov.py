@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from components.settings import parse_settings
-from offline.plan import PROJECT_DIR, read_stack_config
+from offline.plan import PROJECT_DIR, integral_floats_as_ints, read_stack_config
 from tests.conftest import stack_plan
 from tests.k8s_schema import is_kubernetes_object, manifest
 
@@ -51,22 +51,12 @@ def skipped_checks(stack: str, *extra: dict[str, str]) -> dict[str, str]:
     return SKIPPED | {k: v for e in extra for k, v in e.items()} | ({} if pinned else SKIPPED_UNPINNED)
 
 
-def _integers(value: Any) -> Any:
-    """The wire format carries every number as a double; a manifest has integers (runAsUser: 10001, not 10001.0)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integers(v) for v in value]
-    return value
-
-
 def manifests(stack: str) -> list[dict[str, Any]]:
     documents = []
     for resource in stack_plan(stack).resources:
         if is_kubernetes_object(resource):
-            body = _integers(manifest(resource))
+            # The wire format carries every number as a double; a manifest has integers (runAsUser: 10001).
+            body = integral_floats_as_ints(manifest(resource))
             body.setdefault("metadata", {}).setdefault("name", resource.name)  # Pulumi auto-names the rest
             documents.append(body)
     return documents
