@@ -49,6 +49,10 @@ class TykGatewayArgs:
     """The claims and Redis: the release starts after them (the names above are plain strings, so that the
     Helm values are known at preview time and `pulumi preview` shows every value change)."""
     labels: dict[str, str]
+    image_tag: pulumi.Input[str]
+    """The gateway image's chart tag, `<tag>@sha256:...` when pulled by digest (components.images)."""
+    init_image_tag: pulumi.Input[str]
+    """The init container's chart tag, likewise."""
     sharding_tags: list[str] = field(default_factory=list)
     """Tags this gateway group loads APIs for (the ingress controller's APIs carry `ingress`)."""
     extra_env: list[dict[str, str]] = field(default_factory=list)
@@ -64,18 +68,10 @@ class TykGatewayArgs:
     """UID of the gateway processes (the owner the shared SMB mounts present); None keeps the chart's 1000."""
     fs_group: int | None = None
     """The pods' fsGroup (the group the shared SMB mounts present); None keeps the chart's 2000."""
-    image_tag: pulumi.Input[str] | None = None
-    """The gateway image's chart tag, `<tag>@sha256:...` when pinned (components.images); None: from settings."""
-    init_image_tag: pulumi.Input[str] | None = None
-    """The init container's chart tag, likewise."""
 
 
 INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
 """The init container only runs mkdir and touch."""
-
-
-def _tag(tag: str, digest: str | None) -> str:
-    return f"{tag}@{digest}" if digest else tag
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -122,8 +118,8 @@ def gateway_values(
     pod_annotations: dict[str, str] | None = None,
     run_as_user: int | None = None,
     fs_group: int | None = None,
-    image_tag: pulumi.Input[str] | None = None,
-    init_image_tag: pulumi.Input[str] | None = None,
+    image_tag: pulumi.Input[str],
+    init_image_tag: pulumi.Input[str],
 ) -> dict[str, Any]:
     """Values for the `tyk-oss` chart. Only Secret *names* go in: values never carry a secret. The image tags
     default to the settings' (`<tag>@<imageDigest>` when set); a pinned digest comes in as an Output."""
@@ -133,11 +129,11 @@ def gateway_values(
         "hostName": settings.hostnames[0],
         # A digest rides on the tag (`<tag>@sha256:...`): the chart renders `repository:tag`, the kubelet pulls
         # the digest. The init container too: it runs in every gateway pod.
-        "image": {"tag": image_tag or _tag(settings.image_tag, settings.image_digest)},
+        "image": {"tag": image_tag},
         "initContainers": {
             "setupDirectories": {
                 "repository": settings.init_image_repository,
-                "tag": init_image_tag or _tag(settings.init_image_tag, settings.init_image_digest),
+                "tag": init_image_tag,
                 "resources": INIT_RESOURCES,
             }
         },

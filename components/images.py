@@ -24,23 +24,25 @@ class Image:
 
     repository: str
     tag: str
-    digest: pulumi.Input[str] | None = None
+    digest: str | pulumi.Output[str] | None = None
 
     @property
     def tag_value(self) -> pulumi.Input[str]:
         """`<tag>@sha256:...` for charts that render `repository:tag` (the kubelet pulls the digest)."""
-        if self.digest is None:
-            return self.tag
-        return pulumi.Output.from_input(self.digest).apply(lambda digest: f"{self.tag}@{digest}")
+        return self._with_digest(self.tag)
 
     @property
     def reference(self) -> pulumi.Input[str]:
         """`repository:tag[@sha256:...]`: what a container's `image` says."""
+        return self._with_digest(f"{self.repository}:{self.tag}")
+
+    def _with_digest(self, name: str) -> pulumi.Input[str]:
+        # A digest from the stack file stays a plain string; a pinned one is its resource's Output.
         if self.digest is None:
-            return f"{self.repository}:{self.tag}"
-        return pulumi.Output.from_input(self.digest).apply(
-            lambda digest: f"{self.repository}:{self.tag}@{digest}"
-        )
+            return name
+        if isinstance(self.digest, str):
+            return f"{name}@{self.digest}"
+        return self.digest.apply(lambda digest: f"{name}@{digest}")
 
 
 @dataclass

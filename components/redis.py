@@ -80,12 +80,7 @@ class RedisArgs:
     """A Pulumi secret: also accepted by the in-cluster Redis while a rotation is under way."""
     managed: ManagedRedisTarget | None = None
     image: pulumi.Input[str] | None = None
-    """The Redis image reference, pinned by digest (components.images); None: from settings."""
-
-
-def image_reference(repository: str, tag: str, digest: str | None) -> str:
-    """`repo:tag@sha256:...` when a digest is set: the kubelet pulls the digest, the tag stays readable."""
-    return f"{repository}:{tag}@{digest}" if digest else f"{repository}:{tag}"
+    """The in-cluster Redis's image reference, `repo:tag[@sha256:...]` (components.images); None otherwise."""
 
 
 def acl_file(passwords: list[str]) -> str:
@@ -246,6 +241,9 @@ class Redis(pulumi.ComponentResource):
 
     def _in_cluster(self, name: str, args: RedisArgs) -> None:
         settings = args.settings
+        if args.image is None:
+            raise ValueError("RedisArgs.image: the in-cluster Redis needs its image (components.images)")
+        image = args.image
         child = pulumi.ResourceOptions(parent=self)
         labels = {**args.labels, **POD_LABELS}
         password_secret = self._password_secret(name, args, args.password)
@@ -296,13 +294,7 @@ class Redis(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels, annotations={"tyk-aks.io/acl-revision": acl_revision}
                     ),
-                    spec=self._pod_spec(
-                        settings,
-                        args.image
-                        or image_reference(
-                            settings.image_repository, settings.image_tag, settings.image_digest
-                        ),
-                    ),
+                    spec=self._pod_spec(settings, image),
                 ),
                 volume_claim_templates=[
                     k8s.core.v1.PersistentVolumeClaimArgs(

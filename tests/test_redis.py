@@ -13,7 +13,8 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import contains_unknowns
 
-from components.redis import ACL_KEY, GENERATION_ANNOTATION, acl_file, image_reference
+from components.images import Image
+from components.redis import ACL_KEY, GENERATION_ANNOTATION, acl_file
 from components.settings import ConfigError, parse_settings
 from offline.mocks import OfflineMocks, RecordingMonitor, is_secret, reveal
 from offline.plan import Plan, read_stack_config, run_program
@@ -227,6 +228,6 @@ def test_bad_redis_settings_are_refused(stack: str, redis: dict[str, Any], messa
 
 def test_image_digest_pins_the_pull() -> None:
     digest = "sha256:" + "a" * 64
-    assert image_reference("redis", "7.4.6-alpine", digest) == f"redis:7.4.6-alpine@{digest}"
+    assert Image("redis", "7.4.6-alpine", digest).reference == f"redis:7.4.6-alpine@{digest}"
     plan = _edited("dev", lambda r: r.update(imageDigest=digest))
     assert _container(plan)["image"] == f"redis:7.4.6-alpine@{digest}"
