@@ -31,21 +31,20 @@ from tyk_gateway.client import SECRET_ENV_VAR, ClientSettings, GatewayClient, Se
 from tyk_gateway.drift import strip_zero
 from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.models import DefinitionError, normalize_api, normalize_policy
-from tyk_gateway.oas import normalize_oas, oas_api_id
+from tyk_gateway.oas import normalize_oas
 from tyk_gateway.provider import AksRef, ClusterRef, Gateway, ProviderConfig
+from tyk_gateway.verify import LISTS
 
+#: Per kind: the definitions folder, the id's field (for messages) and the normalization. Listing and finding
+#: the id are `verify.LISTS`.
 KINDS = {
-    "api": ("apis", "api_id", GatewayClient.list_apis, normalize_api),
-    "policy": ("policies", "id", GatewayClient.list_policies, normalize_policy),
-    "oas": ("oas", "x-tyk-api-gateway.info.id", GatewayClient.list_oas_apis, normalize_oas),
+    "api": ("apis", "api_id", normalize_api),
+    "policy": ("policies", "id", normalize_policy),
+    "oas": ("oas", "x-tyk-api-gateway.info.id", normalize_oas),
 }
 
 
 CONTROL_SERVICE = "gateway-control-svc-tyk-gateway"  # components/gateway.py CONTROL_SERVICE_NAME
-
-
-def _id_of(kind: str, item: dict[str, Any]) -> Any:
-    return oas_api_id(item) if kind == "oas" else item.get(KINDS[kind][1])
 
 
 class AdoptError(RuntimeError):
@@ -56,8 +55,9 @@ def adopt(
     client: GatewayClient, kind: str, object_id: str, definitions_dir: Path, overwrite: bool = False
 ) -> Path:
     """Write the live object `object_id` of `kind` ("api" or "policy") into `definitions_dir`; return the file."""
-    folder, id_field, list_objects, normalize = KINDS[kind]
-    found = [item for item in list_objects(client) if _id_of(kind, item) == object_id]
+    folder, id_field, normalize = KINDS[kind]
+    list_objects, id_of = LISTS[kind]
+    found = [item for item in list_objects(client) if id_of(item) == object_id]
     if not found:
         raise AdoptError(
             f"no {kind} with {id_field} {object_id!r} is loaded on {client.label} "

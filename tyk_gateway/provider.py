@@ -52,7 +52,7 @@ from .kubeconfig import (
 from .models import UNKNOWN, ApiDefinition, Policy, canonical, dump_definition, format_errors
 from .oas import oas_api_id, oas_problems, oas_summary
 from .reload import Change, ReloadCoordinator
-from .verify import ReplicaVerifier
+from .verify import LISTS, ReplicaVerifier
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Gateway:
             found = self._existing.get(kind)
             if found is None:
                 self.client.reload_local()
-                list_objects, id_of = EXISTING[kind]
+                list_objects, id_of = LISTS[kind]
                 found = {}
                 for item in list_objects(self.client):
                     object_id = id_of(item)
@@ -212,15 +212,6 @@ class Gateway:
             if kind in self._existing:
                 self._existing[kind].pop(object_id, None)
 
-
-#: How `Gateway.existing` lists each kind and finds an object's id (an OAS API's is inside its extension).
-EXISTING: dict[
-    str, tuple[Callable[[GatewayClient], list[dict[str, Any]]], Callable[[dict[str, Any]], Any]]
-] = {
-    "api": (GatewayClient.list_apis, lambda item: item.get("api_id")),
-    "policy": (GatewayClient.list_policies, lambda item: item.get("id")),
-    "oas": (GatewayClient.list_oas_apis, oas_api_id),
-}
 
 _GATEWAYS: dict[tuple[str, ProviderConfig], Gateway] = {}
 _GATEWAYS_LOCK = threading.Lock()

@@ -35,10 +35,13 @@ from .drift import API_MAP_PATHS, OAS_MAP_PATHS, POLICY_MAP_PATHS, project
 from .oas import oas_api_id
 from .reload import Change
 
-LISTS: dict[str, tuple[Callable[[GatewayClient], list[dict[str, Any]]], str]] = {
-    "api": (GatewayClient.list_apis, "api_id"),
-    "policy": (GatewayClient.list_policies, "id"),
-    "oas": (GatewayClient.list_oas_apis, "x-tyk-api-gateway.info.id"),
+#: Per kind: how to list the loaded objects, and where a listed object's id is (an OAS API's is in its extension).
+LISTS: dict[
+    str, tuple[Callable[[GatewayClient], list[dict[str, Any]]], Callable[[Mapping[str, Any]], Any]]
+] = {
+    "api": (GatewayClient.list_apis, lambda item: item.get("api_id")),
+    "policy": (GatewayClient.list_policies, lambda item: item.get("id")),
+    "oas": (GatewayClient.list_oas_apis, oas_api_id),
 }
 GETS: dict[str, Callable[[GatewayClient, str], list[dict[str, Any]]]] = {
     "api": GatewayClient.get_api,
@@ -58,8 +61,8 @@ Replica = tuple[str, GatewayClient]
 
 
 def serves(live: list[dict[str, Any]], kind: str, object_id: str, content: Mapping[str, Any] | None) -> bool:
-    key = LISTS[kind][1]
-    found = [item for item in live if (oas_api_id(item) if kind == "oas" else item.get(key)) == object_id]
+    id_of = LISTS[kind][1]
+    found = [item for item in live if id_of(item) == object_id]
     if content is None:
         return not found
     return any(project(item, content, MAP_PATHS[kind]) == content for item in found)
