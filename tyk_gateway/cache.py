@@ -17,11 +17,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 Item = dict[str, Any]
+
+
+def by_id(items: Iterable[Item], id_of: Callable[[Item], Any]) -> dict[str, list[Item]]:
+    """``items`` grouped by their id (policies may repeat one across orgs); items without a string id are left out."""
+    grouped: dict[str, list[Item]] = {}
+    for item in items:
+        object_id = id_of(item)
+        if isinstance(object_id, str):
+            grouped.setdefault(object_id, []).append(item)
+    return grouped
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,7 @@ class SharedList:
         try:
             if missed_in is not None:
                 self._load_files()
-            items: dict[str, list[Item]] = {}
-            for item in self._fetch():
-                object_id = self._key(item)
-                if isinstance(object_id, str):
-                    items.setdefault(object_id, []).append(item)
+            items = by_id(self._fetch(), self._key)
         except BaseException:
             with self._cond:
                 self._fetching = False

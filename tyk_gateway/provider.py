@@ -35,7 +35,7 @@ from pulumi.dynamic import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from .cache import SharedList
+from .cache import SharedList, by_id
 from .client import SECRET_ENV_VAR, ClientSettings, DeleteOutcome, GatewayClient, Secret
 from .drift import API_MAP_PATHS, OAS_MAP_PATHS, POLICY_MAP_PATHS, Path, project, strip_zero
 from .kube import SCHEME as KUBE_SCHEME
@@ -199,12 +199,7 @@ class Gateway:
             if found is None:
                 self.client.reload_local()
                 list_objects, id_of = LISTS[kind]
-                found = {}
-                for item in list_objects(self.client):
-                    object_id = id_of(item)
-                    if isinstance(object_id, str):
-                        found.setdefault(object_id, []).append(item)
-                self._existing[kind] = found
+                found = self._existing[kind] = by_id(list_objects(self.client), id_of)
             return found
 
     def forget_existing(self, kind: str, object_id: str) -> None:
