@@ -59,6 +59,13 @@ def canonical(value: Any) -> Any:
     return value
 
 
+def dig(value: Any, *path: str) -> Any:
+    """The field at ``path`` inside nested mappings; None when some level is missing or not a mapping."""
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
 def validate_api_id(value: str) -> str:
     """An api_id must be one safe path segment: it names ``<app_path>/<api_id>.json``."""
     if value == UNKNOWN:

@@ -25,7 +25,7 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from .models import DefinitionError, canonical, is_unknown, validate_api_id
+from .models import DefinitionError, canonical, dig, is_unknown, validate_api_id
 
 EXTENSION = "x-tyk-api-gateway"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -144,21 +144,15 @@ def normalize_oas(document: Any) -> dict[str, Any]:
     return result
 
 
-def _dig(value: Any, *path: str) -> Any:
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
 def oas_api_id(document: Any) -> Any:
-    return _dig(document, EXTENSION, "info", "id")
+    return dig(document, EXTENSION, "info", "id")
 
 
 def oas_summary(document: Any) -> dict[str, Any]:
     """The id-like fields a TykOasApi mirrors as outputs (same names as TykApi's)."""
     return {
         "api_id": oas_api_id(document),
-        "name": _dig(document, EXTENSION, "info", "name"),
-        "listen_path": _dig(document, EXTENSION, "server", "listenPath", "value"),
-        "target_url": _dig(document, EXTENSION, "upstream", "url"),
+        "name": dig(document, EXTENSION, "info", "name"),
+        "listen_path": dig(document, EXTENSION, "server", "listenPath", "value"),
+        "target_url": dig(document, EXTENSION, "upstream", "url"),
     }

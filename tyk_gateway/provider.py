@@ -49,7 +49,7 @@ from .kubeconfig import (
     azure_subscription,
     load_kubeconfig,
 )
-from .models import UNKNOWN, ApiDefinition, Policy, canonical, dump_definition, format_errors
+from .models import UNKNOWN, ApiDefinition, Policy, canonical, dig, dump_definition, format_errors
 from .oas import oas_api_id, oas_problems, oas_summary
 from .reload import Change, ReloadCoordinator
 from .verify import LISTS, ReplicaVerifier
@@ -268,12 +268,6 @@ def _norm_url(value: Any) -> Any:
     return value.rstrip("/") if isinstance(value, str) and value != UNKNOWN else value
 
 
-def _dig(value: Any, *path: str) -> Any:
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
 class _TykProvider(ResourceProvider):
     """Shared CRUD logic; subclasses say which kind of object they manage."""
 
@@ -479,8 +473,8 @@ class TykApiProvider(_TykProvider):
         return {
             "api_id": definition.get("api_id"),
             "name": definition.get("name"),
-            "listen_path": _dig(definition, "proxy", "listen_path"),
-            "target_url": _dig(definition, "proxy", "target_url"),
+            "listen_path": dig(definition, "proxy", "listen_path"),
+            "target_url": dig(definition, "proxy", "target_url"),
         }
 
     def _put(self, gateway: Gateway, definition: Mapping[str, Any], created: bool) -> None:
