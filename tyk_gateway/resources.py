@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import Resource
+from pulumi.dynamic import Resource, ResourceProvider
 from pydantic import BaseModel
 
 from .models import ApiDefinition, Policy, dump_definition
@@ -52,7 +52,27 @@ def _pick(value: Any, *path: str) -> Any:
     return value
 
 
-class TykApi(Resource, module="tyk", name="Api"):
+class _TykResource(Resource):
+    """What every Tyk resource declares: the definition and the gateway URL, plus the id-like fields of the
+    definition (``mirrored``: input name -> path in the definition) as inputs of their own."""
+
+    def __init__(
+        self,
+        provider: ResourceProvider,
+        resource_name: str,
+        definition: DefinitionInput,
+        gateway_url: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None,
+        mirrored: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        value = _as_input(definition)
+        props: dict[str, Any] = {"gateway_url": gateway_url, "definition": value}
+        props.update((name, _pick(value, *path)) for name, path in mirrored.items())
+        super().__init__(provider, resource_name, props, opts)
+        unwrap_batch_setitems()  # SDK defect, see sdk_workarounds
+
+
+class TykApi(_TykResource, module="tyk", name="Api"):
     """A Tyk classic API definition, managed through the gateway REST API."""
 
     api_id: pulumi.Output[str]
@@ -71,20 +91,16 @@ class TykApi(Resource, module="tyk", name="Api"):
         gateway_url: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        value = _as_input(definition)
-        props = {
-            "gateway_url": gateway_url,
-            "definition": value,
-            "api_id": _pick(value, "api_id"),
-            "name": _pick(value, "name"),
-            "listen_path": _pick(value, "proxy", "listen_path"),
-            "target_url": _pick(value, "proxy", "target_url"),
+        mirrored = {
+            "api_id": ("api_id",),
+            "name": ("name",),
+            "listen_path": ("proxy", "listen_path"),
+            "target_url": ("proxy", "target_url"),
         }
-        super().__init__(TykApiProvider(), resource_name, props, opts)
-        unwrap_batch_setitems()  # SDK defect, see sdk_workarounds
+        super().__init__(TykApiProvider(), resource_name, definition, gateway_url, opts, mirrored)
 
 
-class TykOasApi(Resource, module="tyk", name="OasApi"):
+class TykOasApi(_TykResource, module="tyk", name="OasApi"):
     """A Tyk OAS API: an OpenAPI 3.0/3.1 document with ``x-tyk-api-gateway``, managed through ``/tyk/apis/oas``.
 
     Its id is ``x-tyk-api-gateway.info.id`` (client-chosen; changing it replaces the API); policies grant it
@@ -106,20 +122,16 @@ class TykOasApi(Resource, module="tyk", name="OasApi"):
         gateway_url: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        value = _as_input(definition)
-        props = {
-            "gateway_url": gateway_url,
-            "definition": value,
-            "api_id": _pick(value, EXTENSION, "info", "id"),
-            "name": _pick(value, EXTENSION, "info", "name"),
-            "listen_path": _pick(value, EXTENSION, "server", "listenPath", "value"),
-            "target_url": _pick(value, EXTENSION, "upstream", "url"),
+        mirrored = {
+            "api_id": (EXTENSION, "info", "id"),
+            "name": (EXTENSION, "info", "name"),
+            "listen_path": (EXTENSION, "server", "listenPath", "value"),
+            "target_url": (EXTENSION, "upstream", "url"),
         }
-        super().__init__(TykOasApiProvider(), resource_name, props, opts)
-        unwrap_batch_setitems()  # SDK defect, see sdk_workarounds
+        super().__init__(TykOasApiProvider(), resource_name, definition, gateway_url, opts, mirrored)
 
 
-class TykPolicy(Resource, module="tyk", name="Policy"):
+class TykPolicy(_TykResource, module="tyk", name="Policy"):
     """A Tyk security policy, managed through the gateway REST API."""
 
     policy_id: pulumi.Output[str]
@@ -135,15 +147,8 @@ class TykPolicy(Resource, module="tyk", name="Policy"):
         gateway_url: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        value = _as_input(definition)
-        props = {
-            "gateway_url": gateway_url,
-            "definition": value,
-            "policy_id": _pick(value, "id"),
-            "name": _pick(value, "name"),
-        }
-        super().__init__(TykPolicyProvider(), resource_name, props, opts)
-        unwrap_batch_setitems()  # SDK defect, see sdk_workarounds
+        mirrored = {"policy_id": ("id",), "name": ("name",)}
+        super().__init__(TykPolicyProvider(), resource_name, definition, gateway_url, opts, mirrored)
 
 
 def access_right(
