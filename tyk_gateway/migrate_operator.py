@@ -197,6 +197,11 @@ class Migrated:
     origin: Manifest
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def object_id(self) -> Any:
+        """The id the gateway knows it by: the policy's id, or the API's (classic or OAS)."""
+        return self.definition["id"] if self.folder == "policies" else _api_identity(self)[0]
+
 
 def read_manifests(paths: Iterable[Path], default_namespace: str) -> tuple[list[Manifest], list[str]]:
     """Every object of the files (``kind: List`` expanded); notes about objects that are not migrated."""
@@ -416,7 +421,7 @@ def _check_unique(migrated: list[Migrated]) -> None:
                                  f"{files[file_key].origin.where}")  # fmt: skip
         files[file_key] = item
         space = "policy" if item.folder == "policies" else "api"
-        object_id = item.definition["id"] if space == "policy" else _api_identity(item)[0]
+        object_id = item.object_id
         if (space, object_id) in ids:
             raise MigrationError(
                 f"{item.origin.where}: id {object_id!r} also used by {ids[(space, object_id)].origin.where}"
@@ -465,8 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for item, path in zip(migrated, paths, strict=True):
-        object_id = item.definition["id"] if item.folder == "policies" else _api_identity(item)[0]
-        print(f"wrote {path} ({item.origin.kind} {item.origin.namespace}/{item.origin.name}, id {object_id})")
+        print(
+            f"wrote {path} ({item.origin.kind} {item.origin.namespace}/{item.origin.name}, id {item.object_id})"
+        )
         for note in item.notes:
             print(f"  review: {note}")
     for note in notes:
