@@ -827,13 +827,6 @@ class GatewayEmulator:
         merged[OAS_EXTENSION] = oas_fill(loaded, existing)[OAS_EXTENSION]
         return self._oas_write(api_id, json.dumps(merged).encode())
 
-    def edit_oas_file(self, api_id: str, change: Callable[[dict[str, Any]], None]) -> None:
-        """Edit ``<id>-oas.json`` behind Pulumi's back (the next reload serves it)."""
-        path = self.apps_dir / f"{api_id}-oas.json"
-        document = json.loads(path.read_text())
-        change(document)
-        path.write_text(json.dumps(document, indent=2))
-
 
 OAS_EXTENSION = "x-tyk-api-gateway"
 ERR_CLASSIC_API_EXPECTED = (

@@ -344,18 +344,6 @@ class KubeApiDouble:
         for watch in watches:
             watch.loop.call_soon_threadsafe(watch.queue.put_nowait, None)
 
-    def requests_matching(
-        self, verb: str | None = None, resource: str | None = None, namespace: str | None = None
-    ) -> list[RecordedRequest]:
-        with self._lock:
-            return [
-                r
-                for r in self.requests
-                if (verb is None or r.verb == verb)
-                and (resource is None or r.resource == resource)
-                and (namespace is None or r.namespace == namespace)
-            ]
-
     # --- storage -----------------------------------------------------------------------------------
 
     def _create(self, rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
