@@ -137,10 +137,10 @@ def build(
     return Built(monitor, holder[0])
 
 
-def example_documents() -> list[tuple[str, dict[str, Any]]]:
-    """(file name, object) for every YAML document under examples/."""
+def example_documents(pattern: str = "*.yaml") -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every YAML document of the files under examples/ that match ``pattern``."""
     documents = []
-    for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
+    for path in sorted(EXAMPLES_DIR.glob(pattern)):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if document:
                 documents.append((path.name, document))

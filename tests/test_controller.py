@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -40,6 +39,7 @@ from tests.controller_fixtures import (
     NAMESPACE,
     PUBLISH_SERVICE,
     build,
+    example_documents,
 )
 from tests.k8s_schema import is_kubernetes_object, validate
 from tyk_controller import rbac
@@ -257,7 +257,8 @@ def test_shipped_templates_are_in_the_configmap_and_the_examples_use_them() -> N
     assert shipped and build().config_map("tyk-controller-templates") == shipped
     names = {Path(name).stem for name in shipped}
     used = {
-        d["metadata"].get("annotations", {}).get("template.service.tyk.io") for _, d in _ingress_examples()
+        d["metadata"].get("annotations", {}).get("template.service.tyk.io")
+        for _, d in example_documents("ingress-*.yaml")
     } - {None}
     assert used and used <= names
 
@@ -626,20 +627,13 @@ def test_no_v1beta1_api_in_the_program_controller_examples_or_stacks() -> None:
 # --- examples ------------------------------------------------------------------------------------------------
 
 
-def _ingress_examples() -> list[tuple[str, dict[str, Any]]]:
-    documents = []
-    for path in sorted((PROJECT_DIR / "examples").glob("ingress-*.yaml")):
-        documents += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
-    return documents
-
-
 def test_ingress_examples_cover_simple_tls_and_annotations() -> None:
-    names = {name for name, _ in _ingress_examples()}
+    names = {name for name, _ in example_documents("ingress-*.yaml")}
     assert {"ingress-simple.yaml", "ingress-tls.yaml", "ingress-annotations.yaml"} <= names
 
 
 @pytest.mark.parametrize(
-    ("name", "document"), _ingress_examples(), ids=lambda v: v if isinstance(v, str) else ""
+    ("name", "document"), example_documents("ingress-*.yaml"), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_ingress_examples_are_valid_v1_objects_of_class_tyk(name: str, document: dict[str, Any]) -> None:
     import kubernetes_validate
@@ -651,7 +645,7 @@ def test_ingress_examples_are_valid_v1_objects_of_class_tyk(name: str, document:
     assert document["spec"]["ingressClassName"] == "tyk"
     services = {
         (d["metadata"]["namespace"], d["metadata"]["name"]): d
-        for _, d in _ingress_examples()
+        for _, d in example_documents("ingress-*.yaml")
         if d["kind"] == "Service"
     }
     namespace = document["metadata"]["namespace"]
@@ -668,7 +662,7 @@ def test_ingress_examples_are_valid_v1_objects_of_class_tyk(name: str, document:
 
 
 def test_tls_example_names_a_secret_the_controller_may_read() -> None:
-    [ingress] = [d for n, d in _ingress_examples() if n == "ingress-tls.yaml" and d["kind"] == "Ingress"]
+    [ingress] = [d for _, d in example_documents("ingress-tls.yaml") if d["kind"] == "Ingress"]
     namespace = ingress["metadata"].get("namespace", "default")
     assert namespace in _settings("local").controller.watch_namespaces
     assert ingress["spec"]["tls"][0]["hosts"]
