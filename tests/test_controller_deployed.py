@@ -32,6 +32,7 @@ from offline.mocks import reveal
 from offline.plan import PROJECT_DIR, Plan
 from tests.conftest import STACKS, stack_plan
 from tests.controller.mesh_fixtures import SERVICE_DNS, Pki, admission_review, app_pod, make_pki
+from tests.controller.runtime_support import free_port
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.mesh.config import REDIS_PASSWORD_ENV, MeshConfig
@@ -106,14 +107,6 @@ def _check_mesh(api: KubeApiDouble, config: dict[str, Any], pki: Pki, tmp_path: 
     assert set(routes["data"]) == {"orders.route.json"}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for(check: Any, what: str, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,7 +166,7 @@ def test_the_planned_deployment_serves_the_simple_example(
     templates.mkdir()
     for name, text in config_maps[mounts[config["templatesDir"]]["configMap"]["name"]].items():
         (templates / name).write_text(text)
-    health_port = _free_port()
+    health_port = free_port()
     config |= {"gatewayUrl": gateway.url, "healthPort": health_port, "templatesDir": str(templates)}
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "kubeconfig").write_text(json.dumps(api.kubeconfig(token)))
@@ -198,7 +191,7 @@ def test_the_planned_deployment_serves_the_simple_example(
         config["webhook"] |= {
             "certFile": str(pki.cert_file),
             "keyFile": str(pki.key_file),
-            "port": _free_port(),
+            "port": free_port(),
         }
         (tmp_path / "config.json").write_text(json.dumps(config))
     process_env["TYK_CONTROLLER_CONFIG"] = str(tmp_path / "config.json")

@@ -30,15 +30,10 @@ from tests.controller.mesh_fixtures import (
     write_serving_pair,
 )
 from tests.controller.mesh_pss import restricted
+from tests.controller.runtime_support import free_port
 from tests.k8s_schema import KUBERNETES_VERSION
 from tyk_controller.config import WebhookServer
 from tyk_controller.mesh.server import AdmissionServer, ReloadingTLS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

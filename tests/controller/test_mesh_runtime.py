@@ -20,6 +20,7 @@ from tests.controller.mesh_fixtures import (
     app_pod,
     make_pki,
 )
+from tests.controller.runtime_support import free_port
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.config import ControllerConfig, WebhookServer
@@ -80,10 +81,7 @@ def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
         assert patch is not None
         injected = jsonpatch.apply_patch(pod, patch)
         api.apply({**injected, "metadata": {**injected["metadata"], "name": "orders-1"}})
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        settings = WebhookServer(port=port, cert_file=str(pki.cert_file), key_file=str(pki.key_file))
+        settings = WebhookServer(port=free_port(), cert_file=str(pki.cert_file), key_file=str(pki.key_file))
         mesh_config = MESH.model_copy(update={"reload_delay_seconds": 0.0})
         controller_config = config(tmp_path, gateway.url, webhook=settings, mesh=mesh_config)
         kube = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token="t"))
