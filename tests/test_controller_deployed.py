@@ -18,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from offline.mocks import reveal
 from offline.plan import PROJECT_DIR, Plan
 from tests.conftest import STACKS, stack_plan
 from tests.controller.mesh_fixtures import SERVICE_DNS, Pki, admission_review, app_pod, make_pki
-from tests.controller.runtime_support import free_port
+from tests.controller.runtime_support import free_port, wait_for
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.mesh.config import REDIS_PASSWORD_ENV, MeshConfig
@@ -44,6 +43,7 @@ LB_ADDRESS = "172.18.0.240"
 POD = "tyk-controller-6d9f-abcde"
 MESH_NAMESPACE = "shop"
 REDIS_PASSWORD = "planned-redis-password"
+TIMEOUT = 90.0  # seconds each step of the started controller may take
 
 
 def _bodies(plan: Plan, kind: str) -> list[dict[str, Any]]:
@@ -99,22 +99,14 @@ def _check_mesh(api: KubeApiDouble, config: dict[str, Any], pki: Pki, tmp_path: 
     answer = json.loads(connection.getresponse().read())
     connection.close()
     assert answer["response"]["allowed"] is True and answer["response"]["patchType"] == "JSONPatch", url
-    secret = _wait_for(lambda: api.get("v1", "Secret", MESH_NAMESPACE, "tyk-mesh"), "the mesh Secret")
+    secret = wait_for(lambda: api.get("v1", "Secret", MESH_NAMESPACE, "tyk-mesh"), TIMEOUT, "the mesh Secret")
     assert base64.b64decode(secret["data"]["redisPassword"]).decode() == REDIS_PASSWORD
-    routes = _wait_for(
-        lambda: api.get("v1", "ConfigMap", MESH_NAMESPACE, "tyk-mesh-routes"), "the mesh routes ConfigMap"
+    routes = wait_for(
+        lambda: api.get("v1", "ConfigMap", MESH_NAMESPACE, "tyk-mesh-routes"),
+        TIMEOUT,
+        "the mesh routes ConfigMap",
     )
     assert set(routes["data"]) == {"orders.route.json"}
-
-
-def _wait_for(check: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -233,19 +225,21 @@ def test_the_planned_deployment_serves_the_simple_example(
             except requests.RequestException:
                 return 0
 
-        _wait_for(lambda: health("/readyz") == 200, "readiness on the probed port and path")
+        wait_for(lambda: health("/readyz") == 200, TIMEOUT, "readiness on the probed port and path")
         assert health("/healthz") == 200
         host = example_ingress["spec"]["rules"][0]["host"]
-        apis = _wait_for(
+        apis = wait_for(
             lambda: [a for a in gateway.loaded_apis.values() if owner_of(a) == ("default", "httpbin")],
+            TIMEOUT,
             "the example's API on the gateway",
         )
         assert {a["domain"] for a in apis} == {host}
-        _wait_for(
+        wait_for(
             lambda: (
                 (api.get("networking.k8s.io/v1", "Ingress", "default", "httpbin") or {}).get("status")
                 == {"loadBalancer": {"ingress": [{"ip": LB_ADDRESS}]}}
             ),
+            TIMEOUT,
             "the entry Service's address on the Ingress",
         )
         lease = api.get("coordination.k8s.io/v1", "Lease", namespace, config["leaderElection"]["leaseName"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import jsonpatch
@@ -20,7 +19,7 @@ from tests.controller.mesh_fixtures import (
     app_pod,
     make_pki,
 )
-from tests.controller.runtime_support import free_port
+from tests.controller.runtime_support import free_port, wait_for
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import Identity, KubeApiDouble
 from tyk_controller.config import ControllerConfig, WebhookServer
@@ -62,13 +61,6 @@ def test_config_file_round_trips_the_mesh_section() -> None:
     assert '"sidecarImage"' in original.model_dump_json(by_alias=True)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,13 +95,13 @@ def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
             time.sleep(0.3)
             assert [r for r in api.requests if r.method != "GET"] == []
             leader = True
-            wait_for(lambda: api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None)
+            wait_for(lambda: api.get("v1", "Secret", NAMESPACE, "tyk-mesh") is not None, 20.0)
             # The reconciler writes the Secret, then the routes ConfigMap: wait for both.
-            wait_for(lambda: api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is not None)
+            wait_for(lambda: api.get("v1", "ConfigMap", NAMESPACE, ROUTES_CONFIG_MAP) is not None, 20.0)
             # The routes changed: one group reload through the gateways' control API.
             reconciler = runtime.reconciler
             assert reconciler is not None
-            wait_for(lambda: reconciler.reloads > 0)
+            wait_for(lambda: reconciler.reloads > 0, 20.0)
             assert reconciler.reloads == 1
         finally:
             loop.run(runtime.stop())
