@@ -18,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,18 +106,6 @@ def _check_mesh(api: KubeApiDouble, config: dict[str, Any], pki: Pki, tmp_path: 
         "the mesh routes ConfigMap",
     )
     assert set(routes["data"]) == {"orders.route.json"}
-
-
-@pytest.fixture
-def api() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(bookmark_interval=0.5) as server:
-        yield server
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
-    with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
-        yield emulator
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -1,4 +1,5 @@
-"""Fixtures shared by the controller runtime tests: the fake API server, a gateway emulator, a kubeconfig."""
+"""Fixtures shared by the controller runtime tests: a kubeconfig for the fake API server (``api`` and
+``gateway`` come from tests/conftest.py), the controller processes a test starts."""
 
 from __future__ import annotations
 
@@ -9,20 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.controller.runtime_support import CONTROLLER_TOKEN, ControllerProcess
-from tests.gateway_emulator import GatewayEmulator
 from tests.kube_api_double import KubeApiDouble
-
-
-@pytest.fixture
-def api() -> Iterator[KubeApiDouble]:
-    with KubeApiDouble(bookmark_interval=0.5) as server:
-        yield server
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayEmulator]:
-    with GatewayEmulator(tmp_path / "gateway", reload_interval=0.05) as emulator:
-        yield emulator
 
 
 @pytest.fixture
