@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.gateway_cluster import GatewayCluster
+from tests.kube_api_double import status_body
 
 VERBS = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
 POD_LABELS = {"app": "gateway-tyk-gateway", "release": "gateway"}
@@ -264,17 +265,7 @@ class KubeProxyDouble:
         message: str,
         details: dict[str, Any] | None = None,
     ) -> None:
-        status = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "details": details or {},
-            "code": code,
-        }
-        self._json(handler, code, status)
+        self._json(handler, code, status_body(code, reason, message, details))
 
 
 def _serving_context() -> tuple[bytes, ssl.SSLContext]:
