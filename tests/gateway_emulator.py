@@ -622,13 +622,9 @@ class GatewayEmulator:
             api = self._decode(body, API_SPEC)
         except Malformed:
             return _error(400, "Request malformed")
-        reason = validate_api(api)
-        if reason:
-            return _error(400, f"Validation of API Definition failed. Reason: {reason}.")
-        if not api["api_id"]:
-            api["api_id"] = uuid.uuid4().hex
-        if not safe_path_component(api["api_id"]):
-            return _error(400, "Invalid API ID")
+        refused = self._refused_definition(api, None)
+        if refused is not None:
+            return refused
         api.pop("is_oas", None)
         with self._lock:
             self._write_api_file(api)
@@ -646,7 +642,18 @@ class GatewayEmulator:
             api = self._decode(body, API_SPEC)
         except Malformed:
             return _error(400, "Request malformed")
-        if api["api_id"] != api_id:
+        refused = self._refused_definition(api, api_id)
+        if refused is not None:
+            return refused
+        with self._lock:
+            self._write_api_file(api)
+        return _ok(api_id, "modified")
+
+    @staticmethod
+    def _refused_definition(api: dict[str, Any], api_id: str | None) -> _Reply | None:
+        """handleAddApi/handleUpdateApi after decoding, classic and OAS alike: an update's APIID must match the
+        one in the path, validateAPIDef, and a new API without an id gets a generated one (path-safe)."""
+        if api_id is not None and api["api_id"] != api_id:
             return _error(
                 400,
                 "Request APIID does not match that in Definition! For Update operations these must match.",
@@ -654,9 +661,11 @@ class GatewayEmulator:
         reason = validate_api(api)
         if reason:
             return _error(400, f"Validation of API Definition failed. Reason: {reason}.")
-        with self._lock:
-            self._write_api_file(api)
-        return _ok(api_id, "modified")
+        if not api["api_id"]:
+            api["api_id"] = uuid.uuid4().hex
+        if not safe_path_component(api["api_id"]):
+            return _error(400, "Invalid API ID")
+        return None
 
     def _delete_api(self, api_id: str) -> _Reply:
         if not safe_path_component(api_id):
@@ -784,18 +793,9 @@ class GatewayEmulator:
             api = API_SPEC.decode(oas_extract_to(document))
         except Malformed:
             return _error(400, "Request malformed")
-        if api_id is not None and api["api_id"] != api_id:
-            return _error(
-                400,
-                "Request APIID does not match that in Definition! For Update operations these must match.",
-            )
-        reason = validate_api(api)
-        if reason:
-            return _error(400, f"Validation of API Definition failed. Reason: {reason}.")
-        if not api["api_id"]:
-            api["api_id"] = uuid.uuid4().hex
-        if not safe_path_component(api["api_id"]):
-            return _error(400, "Invalid API ID")
+        refused = self._refused_definition(api, api_id)
+        if refused is not None:
+            return refused
         api["is_oas"] = True
         document.setdefault(OAS_EXTENSION, {}).setdefault("info", {})["id"] = api["api_id"]
         with self._lock:
