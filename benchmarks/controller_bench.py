@@ -61,6 +61,15 @@ def owned_count(gateway: GatewayEmulator) -> int:
     return sum(1 for a in list(gateway.loaded_apis.values()) if owner_of(a) is not None)
 
 
+def served_paths(gateway: GatewayEmulator, host: str) -> set[str]:
+    """The listen paths (without their regular-expression suffix) the gateway has loaded for ``host``."""
+    return {
+        a["proxy"]["listen_path"].split("{")[0]
+        for a in list(gateway.loaded_apis.values())
+        if a.get("domain") == host
+    }
+
+
 def wait_until(check: object, timeout: float) -> float:
     started = time.monotonic()
     while not check():  # type: ignore[operator]
@@ -124,16 +133,8 @@ def run(ingresses: int, edits: int, resync: float) -> list[Row]:
             started = time.monotonic()
             for i in range(edits):
                 api.apply(ingress(f"app-{i}", host=f"app-{i}.example.com", paths=("/api", "/web", "/assets")))
-
-            def edited() -> bool:
-                paths = {
-                    a["proxy"]["listen_path"].split("{")[0]
-                    for a in list(gateway.loaded_apis.values())
-                    if a.get("domain") == f"app-{edits - 1}.example.com"
-                }
-                return paths == {"/api", "/web", "/assets"}
-
-            wait_until(edited, timeout=60)
+            edited = f"app-{edits - 1}.example.com"
+            wait_until(lambda: served_paths(gateway, edited) == {"/api", "/web", "/assets"}, timeout=60)
             rows.append(counters(gateway, f"after {edits} edits", time.monotonic() - started, 2 * edits))
             time.sleep(3.0)
             gateway.reset_stats()
@@ -146,17 +147,8 @@ def run(ingresses: int, edits: int, resync: float) -> list[Row]:
                     )
                 )
                 time.sleep(0.1)
-
-            def churned() -> bool:
-                host = f"app-{100 + churn - 1}.example.com"
-                paths = {
-                    a["proxy"]["listen_path"].split("{")[0]
-                    for a in list(gateway.loaded_apis.values())
-                    if a.get("domain") == host
-                }
-                return paths == {"/api", "/web", "/v2"}
-
-            wait_until(churned, timeout=60)
+            churned = f"app-{100 + churn - 1}.example.com"
+            wait_until(lambda: served_paths(gateway, churned) == {"/api", "/web", "/v2"}, timeout=60)
             rows.append(counters(gateway, f"{churn} edits over 5 s", time.monotonic() - started, 2 * churn))
             time.sleep(3.0)
             gateway.reset_stats()
