@@ -12,7 +12,6 @@ the emulator's request counters.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import tempfile
 import time
@@ -23,15 +22,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import dill
 import yaml
-from pulumi.dynamic import Config, ConfigureRequest
-from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.dynamic import Config
 
 from tests.gateway_cluster import GatewayCluster
 from tests.gateway_emulator import GatewayEmulator
 from tests.kube_proxy_double import KubeProxyDouble
-from tests.provider.conftest import api_definition
+from tests.provider.conftest import api_definition, plugin_provider
 from tyk_gateway.kube import kubernetes_target
 from tyk_gateway.provider import TykApiProvider, forget_gateways
 
@@ -57,14 +54,6 @@ def definition(i: int, target: str = "http://upstream:8080") -> dict[str, Any]:
     return api_definition(
         api_id, proxy={"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True}
     )
-
-
-def plugin_provider() -> TykApiProvider:
-    """Unpickle and configure the provider as the plugin process does."""
-    provider = dill.loads(base64.b64decode(serialize_provider(TykApiProvider())))
-    provider.configure(ConfigureRequest(Config({"tyk-aks:apiSecret": SECRET}, "tyk-aks")))
-    assert isinstance(provider, TykApiProvider)
-    return provider
 
 
 def parallel(jobs: Iterable[Callable[[], Any]]) -> list[Any]:
@@ -103,7 +92,7 @@ class Bench:
 
 
 def run_size(n: int, changes: list[int]) -> list[Row]:
-    provider = plugin_provider()
+    provider = plugin_provider(TykApiProvider, Config({"tyk-aks:apiSecret": SECRET}, "tyk-aks"))
     with tempfile.TemporaryDirectory() as tmp, GatewayEmulator(Path(tmp), SECRET, reload_interval=0.05) as gw:
         bench = Bench(gw, n)
         url = gw.url
@@ -187,8 +176,7 @@ def _replica_phases(n: int, replicas: int, changes: int, verify: bool) -> list[R
             },
             "tyk-aks",
         )
-        provider = dill.loads(base64.b64decode(serialize_provider(TykApiProvider())))
-        provider.configure(ConfigureRequest(config))
+        provider = plugin_provider(TykApiProvider, config)
         url = kubernetes_target("tyk", kube.service, kube.port)
         state: dict[str, dict[str, Any]] = {}
 
