@@ -129,20 +129,21 @@ class Store:
         key = object_key(body)
         if self._listing:
             self._touched.add(key)
-        if event_type == "DELETED":
-            if self.items.pop(key, None) is not None:
-                self._changed()
-            return
+        changed = self.items.pop(key, None) is not None if event_type == "DELETED" else self._keep(key, body)
+        if changed:
+            self._changed()
+
+    def _keep(self, key: Key, body: Mapping[str, Any]) -> bool:
+        """Store the object as kept (or drop it when nothing is kept, e.g. a Secret that stopped being a TLS
+        Secret); True when a reconcile depends on the difference."""
         kept = slim(self.kind, body)
-        if kept is None:  # e.g. a Secret that stopped being a TLS Secret
-            if self.items.pop(key, None) is not None:
-                self._changed()
-            return
+        if kept is None:
+            return self.items.pop(key, None) is not None
         previous = self.items.get(key)
-        if previous != kept:
-            self.items[key] = kept
-            if previous is None or _significant(previous) != _significant(kept):
-                self._changed()
+        if previous == kept:
+            return False
+        self.items[key] = kept
+        return previous is None or _significant(previous) != _significant(kept)
 
     def begin_list(self) -> None:
         self._listing = True
@@ -156,15 +157,8 @@ class Store:
         for body in listed:
             key = object_key(body)
             seen.add(key)
-            if key in self._touched:
-                continue
-            kept = slim(self.kind, body)
-            if kept is None:
-                changed |= self.items.pop(key, None) is not None
-            elif self.items.get(key) != kept:
-                previous = self.items.get(key)
-                self.items[key] = kept
-                changed |= previous is None or _significant(previous) != _significant(kept)
+            if key not in self._touched:
+                changed |= self._keep(key, body)
         for key in list(self.items):
             if key not in seen and key not in self._touched:
                 del self.items[key]
