@@ -91,14 +91,7 @@ class LeaderElector:
                 "metadata": {"name": self.settings.lease_name, "namespace": self.namespace},
                 "spec": self._spec(0, None),
             }
-            try:
-                await self.kube.request("POST", LEASES.path(self.namespace), body)
-            except KubeError as create_error:
-                if create_error.status == 409:
-                    return False
-                raise
-            self.last_contact = self._last_renew = self.clock()
-            return True
+            return await self._write("POST", LEASES.path(self.namespace), body)
         self.last_contact = self.clock()
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -119,8 +112,12 @@ class LeaderElector:
         else:
             new_spec = self._spec(transitions + 1, None)
         lease["spec"] = new_spec
+        return await self._write("PUT", self._path, lease)
+
+    async def _write(self, method: str, path: str, lease: dict[str, Any]) -> bool:
+        """Create or update the Lease; False when another candidate wrote first (409 Conflict)."""
         try:
-            await self.kube.request("PUT", self._path, lease)
+            await self.kube.request(method, path, lease)
         except KubeError as error:
             if error.status == 409:
                 return False
