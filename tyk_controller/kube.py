@@ -68,6 +68,8 @@ INGRESS_CLASSES = Kind("networking.k8s.io", "v1", "ingressclasses", False, "Ingr
 SERVICES = Kind("", "v1", "services", True, "Service")
 SECRETS = Kind("", "v1", "secrets", True, "Secret")
 EVENTS = Kind("", "v1", "events", True, "Event")
+PODS = Kind("", "v1", "pods", True, "Pod")
+CONFIGMAPS = Kind("", "v1", "configmaps", True, "ConfigMap")
 LEASES = Kind("coordination.k8s.io", "v1", "leases", True, "Lease")
 
 

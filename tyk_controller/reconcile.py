@@ -44,7 +44,7 @@ from tyk_gateway.drift import project
 from tyk_gateway.models import canonical
 
 from .config import ControllerConfig
-from .kube import INGRESSES, ClusterState, Key, KubeClient, KubeError
+from .kube import EVENTS, INGRESSES, SERVICES, ClusterState, Key, KubeClient, KubeError
 
 log = logging.getLogger("tyk_controller.reconcile")
 
@@ -541,7 +541,7 @@ class Reconciler:
         if ref is None:
             return False
         try:
-            service = await self.kube.request("GET", f"/api/v1/namespaces/{ref[0]}/services/{ref[1]}")
+            service = await self.kube.request("GET", SERVICES.path(*ref))
         except KubeError as error:
             log.warning("cannot read the publish Service %s: %s", self.config.publish_service, error)
             return False
@@ -656,7 +656,7 @@ class Reconciler:
             "count": 1,
         }
         try:
-            await self.kube.request("POST", f"/api/v1/namespaces/{namespace}/events", body)
+            await self.kube.request("POST", EVENTS.path(namespace), body)
         except KubeError as error:
             log.warning("cannot post Event %s on %s/%s: %s", reason, namespace, meta.get("name"), error)
             return 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from tyk_controller.kube import KubeError
+from tyk_controller.kube import CONFIGMAPS, EVENTS, PODS, SECRETS, SERVICES, Kind, KubeError
 from tyk_controller.mesh.config import (
     FIELD_MANAGER,
     INJECT_LABEL,
@@ -54,13 +54,6 @@ class Kube(Protocol):
     """What the reconciler needs of a Kubernetes client (`tyk_controller.kube.KubeClient` is one)."""
 
     async def request(self, method: str, path: str, body: Any = None) -> Any: ...
-
-
-def _path(kind: str, namespace: str | None = None, name: str | None = None, query: str = "") -> str:
-    path = "/api/v1" + (f"/namespaces/{namespace}" if namespace else "") + f"/{kind}"
-    if name:
-        path += f"/{name}"
-    return path + (f"?{query}" if query else "")
 
 
 def _selector(label: str, value: str) -> str:
@@ -111,20 +104,20 @@ class MeshReconciler:
 
     async def _reconcile(self) -> PassResult:
         result = PassResult()
-        pods = await self._list("pods", INJECT_LABEL, "true")
+        pods = await self._list(PODS, INJECT_LABEL, "true")
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             namespace = pod["metadata"]["namespace"]
             # The webhook never applies there (its namespaceSelector): nothing to route or report.
             if namespace != self.controller_namespace and namespace not in SYSTEM_NAMESPACES:
                 by_namespace.setdefault(namespace, []).append(pod)
-        managed = await self._list("configmaps", MANAGED_LABEL, MANAGED_VALUE)
+        managed = await self._list(CONFIGMAPS, MANAGED_LABEL, MANAGED_VALUE)
         managed_maps = {
             cm["metadata"]["namespace"]: cm for cm in managed if cm["metadata"]["name"] == ROUTES_CONFIG_MAP
         }
         meshed: set[str] = set()
         for namespace in sorted(by_namespace):
-            services = (await self.kube.request("GET", _path("services", namespace)))["items"]
+            services = (await self.kube.request("GET", SERVICES.path(namespace)))["items"]
             plan = plan_routes(namespace, by_namespace[namespace], services, self.mesh, self.customise)
             for problem in plan.problems:
                 result.events += await self._report(problem)
@@ -140,16 +133,16 @@ class MeshReconciler:
                 result.routes_changed.append(namespace)
         for namespace in sorted(set(managed_maps) - meshed):
             # The last meshed pod is gone: its routes (and the copied Redis password) go too.
-            await self._delete(_path("configmaps", namespace, ROUTES_CONFIG_MAP))
-            await self._delete(_path("secrets", namespace, NAMESPACE_SECRET))
+            await self._delete(CONFIGMAPS.path(namespace, ROUTES_CONFIG_MAP))
+            await self._delete(SECRETS.path(namespace, NAMESPACE_SECRET))
             result.deletes += 2
             result.routes_changed.append(namespace)
         if result.routes_changed:
             self.reload_due = self.clock() + self.mesh.reload_delay_seconds
         return result
 
-    async def _list(self, resource: str, label: str, value: str) -> list[dict[str, Any]]:
-        answer = await self.kube.request("GET", _path(resource, query=_selector(label, value)))
+    async def _list(self, kind: Kind, label: str, value: str) -> list[dict[str, Any]]:
+        answer = await self.kube.request("GET", f"{kind.path()}?{_selector(label, value)}")
         # Filtered here as well: correct whatever the server did with the selector.
         return [
             item
@@ -168,18 +161,18 @@ class MeshReconciler:
         }
         if current is None:
             try:
-                await self.kube.request("POST", _path("configmaps", namespace), body)
+                await self.kube.request("POST", CONFIGMAPS.path(namespace), body)
                 return
             except KubeError as error:
                 if error.status != 409:
                     raise
-                current = await self.kube.request("GET", _path("configmaps", namespace, ROUTES_CONFIG_MAP))
+                current = await self.kube.request("GET", CONFIGMAPS.path(namespace, ROUTES_CONFIG_MAP))
         assert current is not None
         body["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
-        await self.kube.request("PUT", _path("configmaps", namespace, ROUTES_CONFIG_MAP), body)
+        await self.kube.request("PUT", CONFIGMAPS.path(namespace, ROUTES_CONFIG_MAP), body)
 
     async def _ensure_secret(self, namespace: str) -> int:
-        path = _path("secrets", namespace, NAMESPACE_SECRET)
+        path = SECRETS.path(namespace, NAMESPACE_SECRET)
         try:
             current = await self.kube.request("GET", path)
         except KubeError as error:
@@ -201,7 +194,7 @@ class MeshReconciler:
             "data": wanted,
         }
         if current is None:
-            await self.kube.request("POST", _path("secrets", namespace), body)
+            await self.kube.request("POST", SECRETS.path(namespace), body)
         else:
             body["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
             await self.kube.request("PUT", path, body)
@@ -249,7 +242,7 @@ class MeshReconciler:
             "count": 1,
         }
         try:
-            await self.kube.request("POST", _path("events", item.namespace), event)
+            await self.kube.request("POST", EVENTS.path(item.namespace), event)
         except KubeError as error:
             log.warning(
                 "event %s on %s/%s not recorded: %s", item.problem.reason, item.namespace, item.name, error
