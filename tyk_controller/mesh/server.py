@@ -42,9 +42,7 @@ class ReloadingTLS:
         self._signature = self._stat()
         self._current = self._load()  # fails loudly at start: a webhook without a certificate is useless
         self._checked = time.monotonic()
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.load_cert_chain(cert_file, key_file)
+        self.context = self._load()  # the listening socket's; each handshake is handed ``_current``
         self.context.sni_callback = self._on_handshake
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
