@@ -72,7 +72,9 @@ async def _main(
     controller = Controller(config, gateway, translator, pod_name, pod_namespace)
     from .mesh.runtime import MeshRuntime
 
-    mesh = MeshRuntime(config, controller.kube, gateway, lambda: controller.is_leader, pod_namespace)
+    mesh = MeshRuntime(
+        config, controller.kube, gateway, lambda: controller.is_leader, pod_namespace, translator.templates
+    )
     await mesh.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

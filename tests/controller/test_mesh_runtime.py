@@ -27,6 +27,7 @@ from tyk_controller.kube import KubeClient
 from tyk_controller.mesh.config import CLUSTER_RULES, REDIS_PASSWORD_ENV, ROUTES_CONFIG_MAP
 from tyk_controller.mesh.runtime import MeshRuntime, mesh_problems
 from tyk_controller.mesh.sidecar import plan_injection
+from tyk_controller.templates import load_templates
 from tyk_gateway.client import ClientSettings, GatewayClient, Secret
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "ingress_templates"
@@ -79,7 +80,8 @@ def test_webhook_and_reconciler_run_together_and_only_the_leader_writes(
         kube = KubeClient(lambda: kopf.ConnectionInfo(server=api.url, token="t"))
         client = GatewayClient(gateway.url, Secret(gateway.secret), ClientSettings())
         leader = False
-        runtime = MeshRuntime(controller_config, kube, client, lambda: leader, "tyk")
+        templates = load_templates(TEMPLATES_DIR)
+        runtime = MeshRuntime(controller_config, kube, client, lambda: leader, "tyk", templates)
         assert runtime.server is not None
         runtime.server.host = "127.0.0.1"
         loop = LoopThread()

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tyk_controller.config import ControllerConfig
 from tyk_controller.mesh.config import REDIS_PASSWORD_ENV
 from tyk_controller.mesh.reconciler import Kube, MeshReconciler
 from tyk_controller.mesh.server import AdmissionServer
 from tyk_controller.mesh.sidecar import annotation_customiser
-from tyk_controller.templates import load_templates
 from tyk_gateway.client import GatewayClient
 
 log = logging.getLogger("tyk_controller.mesh")
@@ -42,6 +42,7 @@ class MeshRuntime:
         gateway: GatewayClient,
         is_leader: Callable[[], bool],
         pod_namespace: str,
+        templates: Mapping[str, Mapping[str, Any]],
     ) -> None:
         self.config = config
         self.server: AdmissionServer | None = None
@@ -50,8 +51,8 @@ class MeshRuntime:
         self._is_leader = is_leader
         if config.mesh is None:
             return
-        # The same templates as the Ingresses' (a bad folder already stopped the controller at start).
-        customise = annotation_customiser(load_templates(config.templates_dir))
+        # The same templates as the Ingresses' (as loaded at start).
+        customise = annotation_customiser(templates)
         if config.webhook is not None:
             self.server = AdmissionServer(config.webhook, config.mesh, customise=customise)
         self.reconciler = MeshReconciler(
