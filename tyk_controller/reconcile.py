@@ -314,11 +314,10 @@ class Reconciler:
             owner = self.owner_of(definition)
             if owner is None or not isinstance(api_id, str) or not self._ours(definition, owner, ingresses):
                 foreign.append(_as_written(definition))
-            elif owner in frozen:
+                continue
+            if owner in frozen:
                 foreign.append(definition)
-                owned[api_id] = ((owner[0], owner[1]), definition)
-            else:
-                owned[api_id] = ((owner[0], owner[1]), definition)
+            owned[api_id] = (owner, definition)
         desired = self._combine(ingresses, apis_by_ingress, foreign, problems)
         result.ingresses, result.apis, result.frozen = len(ingresses), len(desired), len(frozen)
 
