@@ -61,10 +61,9 @@ def parse_setters(annotations: Mapping[str, str]) -> tuple[list[Setter], list[An
         raw = annotations[key]
         try:
             path = _path(raw_path)
-            if path in PROTECTED or path[:1] in PROTECTED:
-                raise ValueError(
-                    f"{'.'.join(path)} can't be set by annotation: {PROTECTED[path[:1]] if path[:1] in PROTECTED else PROTECTED[path]}"
-                )
+            protected = PROTECTED.get(path[:1]) or PROTECTED.get(path)
+            if protected is not None:
+                raise ValueError(f"{'.'.join(path)} can't be set by annotation: {protected}")
             setters.append(Setter(key, path, _value(kind, raw)))
         except ValueError as error:
             errors.append(AnnotationError(key, f"annotation {key}={_show(raw)}: {error}"))
