@@ -37,9 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import requests
-
-from tyk_gateway.client import AUTH_HEADER, GatewayClient, MissingSecretError, Reply, TykGatewayError
+from tyk_gateway.client import GatewayClient, TykGatewayError
 from tyk_gateway.drift import project
 from tyk_gateway.models import canonical
 
@@ -445,7 +443,8 @@ class Reconciler:
         for cert_id, pem in wanted.items():
             if cert_id in present:
                 continue
-            reply = await asyncio.to_thread(self._post_certificate, pem)
+            # The gateway's certHandler (gateway/cert.go) reads the body as is: the PEM, not JSON.
+            reply = await asyncio.to_thread(self.gateway.call, "POST", "/tyk/certs", pem.encode(), org)
             if reply.status == 200 or (reply.status == 403 and "already exists" in reply.text):
                 pushed += 1
                 log.info("pushed certificate %s", cert_id, extra={"certificate_id": cert_id})
@@ -496,33 +495,6 @@ class Reconciler:
                 log.info("deleted certificate %s", cert_id, extra={"certificate_id": cert_id})
             self._our_certificates.discard(cert_id)
         return removed
-
-    def _post_certificate(self, pem: str) -> Reply:
-        """POST the PEM as the raw body: the gateway's certHandler (gateway/cert.go) reads the body as is.
-
-        ``GatewayClient.call`` sends JSON, so this uses its session (same retries, timeouts, secret header).
-        """
-        gateway = self.gateway
-        secret = gateway._secret
-        if secret is None:
-            raise MissingSecretError()
-        try:
-            response = gateway._session().post(
-                gateway.base_url + "/tyk/certs",
-                params={"org_id": self.config.org_id},
-                data=pem.encode(),
-                headers={AUTH_HEADER: secret.reveal(), "Accept": "application/json"},
-                timeout=(gateway.settings.connect_timeout, gateway.settings.read_timeout),
-            )
-        except requests.RequestException as error:
-            raise TykGatewayError(
-                "POST", "/tyk/certs", None, type(error).__name__, gateway.base_url
-            ) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        return Reply(response.status_code, body, response.text)
 
     async def _reload(self) -> None:
         wait = self.last_reload + self.config.min_reload_interval_seconds - self.clock()

@@ -235,12 +235,15 @@ class GatewayClient:
     def call(
         self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
     ) -> Reply:
-        """One logical call (urllib3 does the retrying). Raises TykGatewayError when no answer came."""
+        """One logical call (urllib3 does the retrying). Raises TykGatewayError when no answer came.
+
+        `body` is sent as JSON, or as is when it is bytes (the certificate store reads a raw PEM)."""
         if self._secret is None:
             raise MissingSecretError()
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        raw = isinstance(body, bytes)
+        data = body if raw or body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {AUTH_HEADER: self._secret.reveal(), "Accept": "application/json"}
-        if data is not None:
+        if data is not None and not raw:
             headers["Content-Type"] = "application/json"
         if self._transport is not None:
             headers.update(self._transport.headers())

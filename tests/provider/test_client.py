@@ -10,7 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from tests.controller.tls_fixtures import certificate, key_pem, rsa_key
 from tests.gateway_emulator import GatewayEmulator
 from tests.provider.conftest import FAST_CLIENT, SECRET, api_definition
 from tyk_gateway.client import (
@@ -181,6 +183,8 @@ def test_redirects_are_never_followed_and_the_secret_stays_home(
                 c.upsert_api(api_definition("a"))
             with pytest.raises(RedirectError):
                 c.list_apis()
+            with pytest.raises(RedirectError):  # a raw body too (the certificate store's PEM)
+                c.call("POST", "/tyk/certs", _pem(), {"org_id": "o"})
         finally:
             front.close()
         assert elsewhere.stats.total == 0  # neither the secret nor the definition reached the other host
@@ -188,6 +192,18 @@ def test_redirects_are_never_followed_and_the_secret_stays_home(
         host = elsewhere.url.removeprefix("http://")
         assert f"redirect to {host} not followed" in str(caught.value)
         assert SECRET not in str(caught.value)
+
+
+def _pem() -> bytes:
+    return certificate(["api.example.com"]).public_bytes(serialization.Encoding.PEM) + key_pem(rsa_key())
+
+
+def test_a_bytes_body_is_sent_as_is(emulator: GatewayEmulator) -> None:
+    # gateway/cert.go's certHandler reads the request body as the PEM itself, not JSON.
+    reply = client(emulator).call("POST", "/tyk/certs", _pem(), {"org_id": "o"})
+    assert reply.status == 200, reply.text
+    [stored] = emulator.certificates.by_id.values()
+    assert stored.org_id == "o" and stored.has_private
 
 
 def test_a_transient_500_on_delete_is_retried(emulator: GatewayEmulator) -> None:
